@@ -1,0 +1,114 @@
+"""`arrival-engine`: the engine without Dagster, same code path and output layout.
+
+    arrival-engine run --world tiny --scenario baseline --start 2026-01-01 --end 2027-01-01 \
+        --seed 42 --out DIR [--threads N] [--policy FILE]
+    arrival-engine world export --preset reference --out DIR
+    arrival-engine world check DIR
+
+Progress goes to stderr; the last line on stdout is a JSON summary. Exit codes: 0 success,
+1 validation failed, 2 bad input (the error code is printed on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from collections.abc import Sequence
+
+from engine_core.errors import EngineError
+
+EXIT_OK, EXIT_FAILED_VALIDATION, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _parse_ts(text: str) -> dt.datetime:
+    try:
+        ts = dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise EngineError("HORIZON_INVALID", f"not an ISO date/time: {text!r}") from exc
+    return ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 as well; keep the code visible
+        self.print_usage(sys.stderr)
+        print(f"CLI_USAGE: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="arrival-engine", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run S1–S5 for a horizon")
+    r.add_argument("--world", default="tiny", help="preset (tiny, small, reference) or a directory")
+    r.add_argument("--scenario", default="baseline")
+    r.add_argument("--start", required=True, help="UTC, bucket-aligned, e.g. 2026-01-01")
+    r.add_argument("--end", required=True, help="UTC, exclusive")
+    r.add_argument("--seed", type=int, default=42)
+    r.add_argument("--out", required=True, help="storage root: a directory or s3://bucket/prefix")
+    r.add_argument("--threads", type=int, default=None)
+    r.add_argument("--policy", default=None, help="policy YAML (default configs/policy.yaml)")
+    r.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    w = sub.add_parser("world", help="export or check a world")
+    wsub = w.add_subparsers(dest="world_command", required=True)
+    we = wsub.add_parser("export", help="write a preset's tables as Parquet")
+    we.add_argument("--preset", required=True)
+    we.add_argument("--out", required=True)
+    wc = wsub.add_parser("check", help="validate a directory of world Parquet")
+    wc.add_argument("path")
+    return p
+
+
+def _progress(update) -> None:
+    print(update.line(), file=sys.stderr, flush=True)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from engine_core.pipeline import Engine, RunConfig
+    from engine_core.pipeline.run import run_all
+
+    if args.threads is not None and args.threads < 1:
+        raise EngineError("CLI_USAGE", f"--threads must be >= 1, got {args.threads}")
+    cfg = RunConfig(
+        world=args.world, scenario=args.scenario, start=_parse_ts(args.start),
+        end=_parse_ts(args.end), storage_root=args.out, seed=args.seed, threads=args.threads,
+        policy_path=args.policy,
+    )
+    engine = Engine(cfg, progress=None if args.quiet else _progress)
+    engine.storage.ensure_writable()
+    summary = run_all(engine)
+    if not summary["passed"]:
+        print("VALIDATION_FAILED: " + " ".join(summary["failed_rules"]), file=sys.stderr)
+    print(json.dumps(summary, sort_keys=True, default=str))
+    return EXIT_OK if summary["passed"] else EXIT_FAILED_VALIDATION
+
+
+def _cmd_world(args: argparse.Namespace) -> int:
+    from engine_core.world import export_world, generate_world, load_world
+
+    if args.world_command == "export":
+        world = generate_world(args.preset)
+        paths = export_world(world, args.out)
+        print(json.dumps({"fingerprint": world.fingerprint, "files": [str(p) for p in paths]}))
+        return EXIT_OK
+    world = load_world(args.path)
+    counts = {name: t.num_rows for name, t in world.tables.items()}
+    print(json.dumps({"valid": True, "fingerprint": world.fingerprint, "rows": counts}))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _cmd_run(args)
+        return _cmd_world(args)
+    except EngineError as exc:
+        print(str(exc), file=sys.stderr)
+        print(json.dumps({"passed": False, "error": exc.to_dict()}))
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

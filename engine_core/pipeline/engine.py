@@ -1,0 +1,813 @@
+"""The engine: S1–S5 as plain methods over a horizon, each publishing year partitions.
+
+A horizon [start, end) is cut at New Year into *windows*, one per year partition; every state
+processes each window and publishes ``<dataset>/scenario=<id>/year=<yyyy>`` atomically. Each
+state reads what the previous state published, so a Dagster asset or a notebook can run any
+state on its own (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import resource
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numba
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from engine_core import schemas
+from engine_core.config import load_policy, parameter_hash
+from engine_core.errors import EngineError
+from engine_core.io import RunLayout, Storage, publish_dir, read_json, validate_scenario_id
+from engine_core.io.publish import write_json_atomic
+from engine_core.kernels.arrivals import (
+    MAX_GROUP_EVENTS,
+    event_rows,
+    gather_int64,
+    generate_events,
+    order_groups,
+)
+from engine_core.kernels.counts import bucket_counts, target_intensity
+from engine_core.kernels.latent import latent_field
+from engine_core.pipeline.model import (
+    Grouping,
+    WorldModel,
+    build_grouping,
+    build_world_model,
+)
+from engine_core.pipeline.progress import ProgressReporter
+from engine_core.pipeline.types import ProgressCallback, RunConfig, StateResult
+from engine_core.tz import TzTables, build_tz_tables
+from engine_core.world import load_world, series_day_multipliers
+
+US = 1_000_000
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+PARQUET_OPTS: dict[str, Any] = {"compression": "zstd", "use_dictionary": True}
+S3_CELLS_PER_CHUNK = 4_000_000
+S4_EVENTS_PER_CHUNK = 4_000_000
+S4_ROWS_PER_FILE = 64_000_000
+TOTALS = "_totals.json"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _utc(ts: dt.datetime) -> dt.datetime:
+    if ts.tzinfo is None:
+        return ts.replace(tzinfo=dt.UTC)
+    return ts.astimezone(dt.UTC)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The part of the horizon that falls in one year partition."""
+
+    year: int
+    first_bucket: int  # absolute bucket number of the first bucket
+    n_buckets: int
+    bucket_seconds: int
+
+    @property
+    def start_s(self) -> int:
+        return self.first_bucket * self.bucket_seconds
+
+    @property
+    def end_s(self) -> int:
+        return (self.first_bucket + self.n_buckets) * self.bucket_seconds
+
+
+def _ts_array(us: np.ndarray, typ: pa.DataType = schemas.TS_UTC) -> pa.Array:
+    return pa.array(np.ascontiguousarray(us, dtype=np.int64), type=pa.int64()).view(typ)
+
+
+def _dict_array(indices: np.ndarray, dictionary: list[str], mask: np.ndarray | None = None
+                ) -> pa.DictionaryArray:
+    idx = pa.array(np.ascontiguousarray(indices, dtype=np.int32), type=pa.int32(), mask=mask)
+    return pa.DictionaryArray.from_arrays(idx, pa.array(dictionary, type=pa.string()))
+
+
+def _file_bytes(paths: list[str], storage: Storage) -> int:
+    return int(sum(storage.fs.get_file_info(p).size or 0 for p in paths))
+
+
+class Engine:
+    """One run configuration: world, policy, seed, scenario and horizon."""
+
+    def __init__(self, config: RunConfig, progress: ProgressCallback | None = None) -> None:
+        self.config = config
+        self.progress = progress
+        validate_scenario_id(config.scenario)
+        if not 0 <= int(config.seed) < 2**64:
+            raise EngineError("SEED_INVALID", f"seed {config.seed} is not a u64", key=config.seed)
+        self.policy = load_policy(config.policy_path)
+        self.parameter_hash = parameter_hash(self.policy)
+        self.bucket_seconds = self.policy.time_grid.bucket_seconds
+        self.start = _utc(config.start)
+        self.end = _utc(config.end)
+        self._check_horizon()
+        self.world = load_world(config.world)
+        self.world_fingerprint = self.world.fingerprint
+        scen = self.world.tables["scenarios"].to_pydict()
+        bands = dict(zip(scen["scenario_id"], scen["band"], strict=True))
+        if config.scenario not in bands:
+            raise EngineError(
+                "SCENARIO_UNKNOWN",
+                f"scenario {config.scenario!r} is not in the world (known: {sorted(bands)})",
+                table="scenarios", column="scenario_id", key=config.scenario,
+            )
+        self.band = bands[config.scenario]
+        self.storage = Storage.open(config.storage_root)
+        self.layout = RunLayout(self.storage, self.world_fingerprint, self.parameter_hash,
+                                int(config.seed))
+        self.windows = self._windows()
+        if config.threads is not None:
+            numba.set_num_threads(max(1, min(int(config.threads), numba.config.NUMBA_NUM_THREADS)))
+        self.threads = numba.get_num_threads()
+        self._model: WorldModel | None = None
+        self._grouping: Grouping | None = None
+        self._tz: TzTables | None = None
+        self.jit_compile_s = 0.0
+
+    # ------------------------------------------------------------------ identity & layout
+    @property
+    def run_root(self) -> str:
+        return self.layout.run_root
+
+    @property
+    def tzdata_version(self) -> str:
+        return self.tz.tzdata_version
+
+    @property
+    def years(self) -> list[int]:
+        return [w.year for w in self.windows]
+
+    def dataset_path(self, dataset: str, year: int) -> str:
+        return self.layout.partition_dir(dataset, self.config.scenario, year)
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "world_fingerprint": self.world_fingerprint,
+            "parameter_hash": self.parameter_hash,
+            "seed": int(self.config.seed),
+            "scenario": self.config.scenario,
+            "namespace": self.policy.namespace,
+            "tzdata_version": self.tzdata_version,
+            "world": self.world.source,
+        }
+
+    def _check_horizon(self) -> None:
+        bs = self.bucket_seconds
+        s = int((self.start - EPOCH).total_seconds())
+        e = int((self.end - EPOCH).total_seconds())
+        if e <= s:
+            raise EngineError("HORIZON_INVALID", f"end {self.end} must be after start {self.start}")
+        if s % bs or e % bs or self.start.microsecond or self.end.microsecond:
+            raise EngineError(
+                "HORIZON_NOT_ALIGNED",
+                f"horizon [{self.start}, {self.end}) is not aligned to {bs}-second buckets",
+            )
+        if not 1971 <= self.start.year and self.end.year <= 9998:
+            raise EngineError("HORIZON_INVALID", "horizon must lie within years 1971..9998")
+
+    def _windows(self) -> list[Window]:
+        bs = self.bucket_seconds
+        out = []
+        cur = self.start
+        while cur < self.end:
+            ny = dt.datetime(cur.year + 1, 1, 1, tzinfo=dt.UTC)
+            stop = min(ny, self.end)
+            a = int((cur - EPOCH).total_seconds()) // bs
+            b = int((stop - EPOCH).total_seconds()) // bs
+            out.append(Window(cur.year, a, b - a, bs))
+            cur = stop
+        return out
+
+    def window(self, year: int) -> Window:
+        for w in self.windows:
+            if w.year == year:
+                return w
+        raise EngineError("HORIZON_INVALID", f"year {year} is outside the horizon", key=year)
+
+    # ------------------------------------------------------------------ lazily built inputs
+    @property
+    def model(self) -> WorldModel:
+        if self._model is None:
+            self._model = build_world_model(self.world.tables)
+        return self._model
+
+    @property
+    def grouping(self) -> Grouping:
+        if self._grouping is None:
+            self._grouping = build_grouping(self.model, self.policy, self.band,
+                                            int(self.config.seed))
+        return self._grouping
+
+    @property
+    def tz(self) -> TzTables:
+        if self._tz is None:
+            # one year either side: local dates of the first/last bucket may fall outside
+            self._tz = build_tz_tables(self.model.tzids, self.start.year - 1, self.end.year + 1)
+        return self._tz
+
+    def _reporter(self, state: str, total: int, unit: str) -> ProgressReporter:
+        return ProgressReporter(self.progress, state, total, unit)
+
+    # ------------------------------------------------------------------ S1
+    def run_s1(self) -> StateResult:
+        """Time grid and grouping (no RNG)."""
+        t0 = time.perf_counter()
+        m = self.model
+        g = self.grouping
+        paths: list[str] = []
+        rows = 0
+        rep = self._reporter("s1", len(self.windows), "partitions")
+        for k, w in enumerate(self.windows):
+            b = np.arange(w.first_bucket, w.first_bucket + w.n_buckets, dtype=np.int64)
+            grid = pa.table(
+                {
+                    "bucket_index": pa.array(b - w.first_bucket, pa.int64()),
+                    "bucket_abs": pa.array(b, pa.int64()),
+                    "bucket_start_utc": _ts_array(b * w.bucket_seconds * US),
+                    "bucket_end_utc": _ts_array((b + 1) * w.bucket_seconds * US),
+                    "duration_s": pa.array(np.full(w.n_buckets, w.bucket_seconds), pa.int64()),
+                },
+                schema=schemas.TIME_GRID,
+            )
+            paths += self._publish_table("time_grid", w.year, grid)
+            gid = np.asarray(g.series_group)
+            grouping = pa.table(
+                {
+                    "merchant_id": pa.array(m.merchant_id, pa.uint64()),
+                    "legal_country_iso": _dict_array(m.country_idx, m.countries),
+                    "zone_tzid": _dict_array(m.zone_idx, m.tzids),
+                    "channel_group": _dict_array(m.channel_idx, m.channels),
+                    "demand_class": pa.array(m.demand_class).dictionary_encode(),
+                    "virtual_band": pa.array(g.vband).dictionary_encode(),
+                    "zone_group": pa.array(g.zone_group, pa.int32()),
+                    "hash_bucket": pa.array(g.hash_bucket, pa.int32()),
+                    "group_id": pa.array([g.group_ids[i] for i in gid], pa.string()),
+                    "sigma": pa.array(g.sigma[gid], pa.float64()),
+                    "length_scale": pa.array(g.length_scale[gid], pa.float64()),
+                    "kappa": pa.array(g.kappa, pa.float64()),
+                },
+                schema=schemas.GROUPING,
+            )
+            paths += self._publish_table("grouping", w.year, grouping)
+            rows += grid.num_rows
+            rep.update(k + 1)
+        rep.finish()
+        return StateResult(
+            state="s1", rows=rows, elapsed_s=time.perf_counter() - t0,
+            output_bytes=_file_bytes(paths, self.storage), paths=paths,
+            metrics={"series": m.n_series, "groups": len(g.group_ids),
+                     "peak_rss_mb": peak_rss_mb()},
+        )
+
+    def _publish_table(self, dataset: str, year: int, table: pa.Table,
+                       totals: dict[str, Any] | None = None) -> list[str]:
+        final = self.dataset_path(dataset, year)
+        with publish_dir(self.storage, self.layout.staging_root, final) as stage:
+            pq.write_table(table, os.path.join(stage, "part-00000.parquet"), **PARQUET_OPTS)
+            if totals is not None:
+                write_json_atomic(os.path.join(stage, TOTALS), totals)
+        return [f"{final}/part-00000.parquet"]
+
+    # ------------------------------------------------------------------ readers
+    def read_dataset(self, dataset: str, year: int, columns: list[str] | None = None) -> pa.Table:
+        path = self.dataset_path(dataset, year)
+        if not self.storage.exists(path):
+            raise EngineError(
+                "UPSTREAM_MISSING",
+                f"{dataset} for scenario={self.config.scenario} year={year} has not been "
+                f"published under {self.run_root}; run the upstream state first",
+                table=dataset, key=f"{self.config.scenario}|{year}",
+            )
+        files = self.dataset_files(dataset, year)
+        tables = [pq.read_table(f, columns=columns, filesystem=self.storage.fs) for f in files]
+        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+    def dataset_files(self, dataset: str, year: int) -> list[str]:
+        path = self.dataset_path(dataset, year)
+        from pyarrow.fs import FileSelector
+
+        infos = self.storage.fs.get_file_info(FileSelector(path))
+        return sorted(i.path for i in infos if i.path.endswith(".parquet"))
+
+    def read_totals(self, dataset: str, year: int) -> dict[str, Any]:
+        return read_json(self.storage, f"{self.dataset_path(dataset, year)}/{TOTALS}")
+
+    def _group_table(self, year: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Distinct groups (sorted) with σ and L, as published by S1."""
+        t = self.read_dataset("grouping", year, ["group_id", "sigma", "length_scale"])
+        ids = t.column("group_id").to_pylist()
+        sig = t.column("sigma").to_numpy()
+        ls = t.column("length_scale").to_numpy()
+        first: dict[str, int] = {}
+        for i, gid in enumerate(ids):
+            first.setdefault(gid, i)
+        order = sorted(first)
+        idx = np.array([first[gidx] for gidx in order], dtype=np.int64)
+        return order, sig[idx], ls[idx]
+
+    # ------------------------------------------------------------------ S2
+    def run_s2(self) -> StateResult:
+        """Latent LGCP factor per (group, bucket)."""
+        from engine_core.rng.streams import group_stream, stream_keys
+
+        t0 = time.perf_counter()
+        lat = self.policy.latent
+        paths: list[str] = []
+        rows = 0
+        rep = self._reporter("s2", len(self.windows), "partitions")
+        for k, w in enumerate(self.windows):
+            gids, sig, ls = self._group_table(w.year)
+            keys = stream_keys("S2.latent.v1", self.policy.namespace, int(self.config.seed),
+                               (group_stream(g.split("|", 1)[1]) for g in gids))
+            z = np.empty((len(gids), w.n_buckets), dtype=np.float64)
+            f = np.empty_like(z)
+            latent_field(keys, sig, ls, w.first_bucket, w.n_buckets, lat.block_buckets,
+                         lat.factor_clip[0], lat.factor_clip[1], z, f)
+            b = np.arange(w.first_bucket, w.first_bucket + w.n_buckets, dtype=np.int64)
+            g_idx = np.repeat(np.arange(len(gids), dtype=np.int32), w.n_buckets)
+            tbl = pa.table(
+                {
+                    "group_id": _dict_array(g_idx, gids),
+                    "bucket_start_utc": _ts_array(np.tile(b * w.bucket_seconds * US, len(gids))),
+                    "z": pa.array(z.ravel(), pa.float64()),
+                    "factor": pa.array(f.ravel(), pa.float64()),
+                },
+                schema=schemas.LATENT_INTENSITY,
+            )
+            paths += self._publish_table("latent_intensity", w.year, tbl)
+            rows += tbl.num_rows
+            rep.update(k + 1)
+        rep.finish()
+        return StateResult(
+            state="s2", rows=rows, elapsed_s=time.perf_counter() - t0,
+            output_bytes=_file_bytes(paths, self.storage), paths=paths,
+            metrics={"peak_rss_mb": peak_rss_mb()},
+        )
+
+    def read_factors(self, year: int) -> tuple[list[str], np.ndarray]:
+        """Dense [group, bucket] factors of a published S2 partition (checked for shape)."""
+        w = self.window(year)
+        t = self.read_dataset("latent_intensity", year, ["group_id", "bucket_start_utc", "factor"])
+        gcol = t.column("group_id").combine_chunks()
+        gids = gcol.dictionary.to_pylist()
+        n_groups = len(gids)
+        if t.num_rows != n_groups * w.n_buckets:
+            raise EngineError(
+                "DOMAIN_ALIGN_FAILED",
+                f"latent_intensity has {t.num_rows} rows, expected {n_groups} groups x "
+                f"{w.n_buckets} buckets",
+                table="latent_intensity", key=f"{self.config.scenario}|{year}",
+            )
+        return gids, t.column("factor").to_numpy().reshape(n_groups, w.n_buckets)
+
+    # ------------------------------------------------------------------ S3
+    def _day_multipliers(self, w: Window) -> tuple[np.ndarray, int]:
+        first_day = w.start_s // 86400 - 1
+        n_days = (w.end_s - w.start_s) // 86400 + 3
+        d0 = dt.date(1970, 1, 1) + dt.timedelta(days=int(first_day))
+        mult = series_day_multipliers(self.world, self.config.scenario, d0, int(n_days))
+        return np.ascontiguousarray(mult, dtype=np.float64), int(first_day)
+
+    def _series_chunks(self, target_cells: int, n_buckets: int) -> list[tuple[int, int]]:
+        """Contiguous series ranges holding whole merchants, ~target_cells series-buckets."""
+        mid = self.model.merchant_id
+        per = max(1, target_cells // max(n_buckets, 1))
+        chunks = []
+        lo = 0
+        n = len(mid)
+        while lo < n:
+            hi = min(lo + per, n)
+            while hi < n and mid[hi] == mid[hi - 1]:
+                hi += 1
+            chunks.append((lo, hi))
+            lo = hi
+        return chunks
+
+    def lambda_chunk(self, w: Window, lo: int, hi: int, day_mult: np.ndarray,
+                     first_day: int) -> np.ndarray:
+        m = self.model
+        tz = self.tz
+        lam = np.empty((hi - lo, w.n_buckets), dtype=np.float64)
+        target_intensity(m.zone_idx[lo:hi], m.shape_norm[lo:hi], day_mult[lo:hi], first_day,
+                         tz.zone_start, tz.trans_us, tz.offset_s, w.first_bucket, w.n_buckets,
+                         w.bucket_seconds, lam)
+        return lam
+
+    def run_s3(self) -> StateResult:
+        """NB2 / Poisson bucket counts; only rows with count > 0 are written."""
+        t0 = time.perf_counter()
+        m = self.model
+        cnt = self.policy.counts
+        keys = m.series_keys("S3.count.v1", self.policy.namespace, int(self.config.seed))
+        paths: list[str] = []
+        rows_total = 0
+        events_total = 0
+        series_total = m.n_series * len(self.windows)
+        rep = self._reporter("s3", series_total, "series")
+        done = 0
+        for w in self.windows:
+            grid = self.read_dataset("time_grid", w.year, ["bucket_abs"])
+            grid_b = grid.column("bucket_abs").to_numpy()
+            if len(grid_b) != w.n_buckets or (len(grid_b) and grid_b[0] != w.first_bucket):
+                raise EngineError("DOMAIN_ALIGN_FAILED", "time grid does not match the horizon",
+                                  table="time_grid", key=f"{self.config.scenario}|{w.year}")
+            gids, factor = self.read_factors(w.year)
+            group_of_series = self._series_groups(w.year, gids)
+            kappa = self.grouping.kappa
+            day_mult, first_day = self._day_multipliers(w)
+            final = self.dataset_path("bucket_counts", w.year)
+            totals = {"series": m.n_series, "buckets": w.n_buckets, "cells_sampled": 0,
+                      "blocks": 0, "rows": 0, "sum_count": 0, "sum_mu": 0.0, "capped": 0,
+                      "sum_mu_all": 0.0}
+            with publish_dir(self.storage, self.layout.staging_root, final) as stage:
+                fpath = os.path.join(stage, "part-00000.parquet")
+                with pq.ParquetWriter(fpath, schemas.BUCKET_COUNTS, **PARQUET_OPTS) as writer:
+                    for lo, hi in self._series_chunks(S3_CELLS_PER_CHUNK, w.n_buckets):
+                        lam = self.lambda_chunk(w, lo, hi, day_mult, first_day)
+                        n = hi - lo
+                        mu = np.empty_like(lam)
+                        counts = np.empty(lam.shape, dtype=np.int64)
+                        capped = np.empty(lam.shape, dtype=np.bool_)
+                        blocks = np.empty(n, dtype=np.int64)
+                        bucket_counts(lam, factor, group_of_series[lo:hi], keys[lo:hi],
+                                      kappa[lo:hi], w.first_bucket, cnt.lambda_max,
+                                      cnt.mu_epsilon, cnt.law == "poisson",
+                                      cnt.max_count_per_bucket, mu, counts, capped, blocks)
+                        si, bj = np.nonzero(counts)
+                        order = np.lexsort((si, bj, m.merchant_id[lo:hi][si]))
+                        si = si[order]
+                        bj = bj[order]
+                        gs = si + lo
+                        c = counts[si, bj]
+                        tbl = pa.table(
+                            {
+                                "merchant_id": pa.array(m.merchant_id[gs], pa.uint64()),
+                                "legal_country_iso": _dict_array(m.country_idx[gs], m.countries),
+                                "zone_tzid": _dict_array(m.zone_idx[gs], m.tzids),
+                                "channel_group": _dict_array(m.channel_idx[gs], m.channels),
+                                "bucket_start_utc": _ts_array(
+                                    (bj + w.first_bucket) * w.bucket_seconds * US),
+                                "mu": pa.array(mu[si, bj], pa.float64()),
+                                "count": pa.array(c, pa.int64()),
+                                "capped": pa.array(capped[si, bj], pa.bool_()),
+                            },
+                            schema=schemas.BUCKET_COUNTS,
+                        )
+                        writer.write_table(tbl, row_group_size=1 << 20)
+                        totals["cells_sampled"] += int(n * w.n_buckets)
+                        totals["blocks"] += int(blocks.sum())
+                        totals["rows"] += int(len(c))
+                        totals["sum_count"] += int(c.sum())
+                        totals["sum_mu"] += float(mu[si, bj].sum())
+                        totals["sum_mu_all"] += float(mu.sum())
+                        totals["capped"] += int(capped.sum())
+                        done += n
+                        rep.update(done)
+                write_json_atomic(os.path.join(stage, TOTALS), totals)
+            paths.append(f"{final}/part-00000.parquet")
+            rows_total += totals["rows"]
+            events_total += totals["sum_count"]
+        rep.finish()
+        return StateResult(
+            state="s3", rows=rows_total, events=events_total,
+            elapsed_s=time.perf_counter() - t0,
+            output_bytes=_file_bytes(paths, self.storage), paths=paths,
+            metrics={"peak_rss_mb": peak_rss_mb(), "expected_events": None},
+        )
+
+    def _series_groups(self, year: int, gids: list[str]) -> np.ndarray:
+        """Series → row of the published S2 factors, via the published S1 grouping."""
+        t = self.read_dataset("grouping", year, ["merchant_id", "group_id"])
+        if t.num_rows != self.model.n_series or not np.array_equal(
+            t.column("merchant_id").to_numpy(), self.model.merchant_id
+        ):
+            raise EngineError(
+                "DOMAIN_ALIGN_FAILED",
+                "published grouping does not match the world's series; re-run S1",
+                table="grouping", key=f"{self.config.scenario}|{year}",
+            )
+        index = {g: i for i, g in enumerate(gids)}
+        out = np.empty(t.num_rows, dtype=np.int64)
+        for i, g in enumerate(t.column("group_id").to_pylist()):
+            if g not in index:
+                raise EngineError("DOMAIN_ALIGN_FAILED", "group has no latent factors",
+                                  table="latent_intensity", column="group_id", key=g)
+            out[i] = index[g]
+        return out
+
+    # ------------------------------------------------------------------ S4
+    def series_index_of(self, tbl: pa.Table) -> np.ndarray:
+        """Map (merchant_id, country, zone, channel) rows to world series indices."""
+        m = self.model
+        lookup = {
+            (int(m.merchant_id[i]), m.country[i], m.zone_tzid[i], m.channel[i]): i
+            for i in range(m.n_series)
+        }
+        cols = [tbl.column(c).combine_chunks() for c in
+                ("legal_country_iso", "zone_tzid", "channel_group")]
+        dec = []
+        for c in cols:
+            if isinstance(c.type, pa.DictionaryType):
+                d = c.dictionary.to_pylist()
+                dec.append((np.asarray(c.indices.to_numpy(zero_copy_only=False)), d))
+            else:
+                vals = c.to_pylist()
+                uniq = sorted(set(vals))
+                pos = {v: i for i, v in enumerate(uniq)}
+                dec.append((np.array([pos[v] for v in vals], dtype=np.int64), uniq))
+        mids = tbl.column("merchant_id").to_numpy()
+        # vectorise through a combined code of the four keys
+        codes = np.empty(len(mids), dtype=np.int64)
+        cache: dict[tuple[int, int, int, int], int] = {}
+        ci, cd = dec[0]
+        zi, zd = dec[1]
+        hi_, hd = dec[2]
+        for r in range(len(mids)):
+            key4 = (int(mids[r]), int(ci[r]), int(zi[r]), int(hi_[r]))
+            v = cache.get(key4)
+            if v is None:
+                k = (key4[0], cd[key4[1]], zd[key4[2]], hd[key4[3]])
+                if k not in lookup:
+                    raise EngineError("DOMAIN_ALIGN_FAILED", "bucket_counts row names a series "
+                                      "that is not in the world", table="bucket_counts",
+                                      key="|".join(map(str, k)))
+                v = lookup[k]
+                cache[key4] = v
+            codes[r] = v
+        return codes
+
+    def run_s4(self) -> StateResult:
+        """Arrival events, streamed chunk by chunk into sorted Parquet row groups."""
+        t0 = time.perf_counter()
+        paths: list[str] = []
+        events_total = 0
+        totals_s3 = {w.year: self.read_totals("bucket_counts", w.year) for w in self.windows}
+        grand = sum(int(t["sum_count"]) for t in totals_s3.values())
+        rep = self._reporter("s4", grand, "events")
+        writer_state = {"done": 0}
+        for w in self.windows:
+            n_events, files = self._run_s4_window(w, rep, writer_state)
+            events_total += n_events
+            paths += files
+        rep.finish()
+        elapsed = time.perf_counter() - t0
+        return StateResult(
+            state="s4", rows=events_total, events=events_total, elapsed_s=elapsed,
+            output_bytes=_file_bytes(paths, self.storage), paths=paths,
+            metrics={"peak_rss_mb": peak_rss_mb(),
+                     "events_per_s": events_total / elapsed if elapsed else 0.0,
+                     "threads": self.threads},
+        )
+
+    def _s4_batches(self, w: Window):
+        """S3 rows in order, cut at (merchant, bucket) boundaries into ~S4_EVENTS_PER_CHUNK."""
+        files = self.dataset_files("bucket_counts", w.year)
+        carry: pa.Table | None = None
+        for f in files:
+            pf = pq.ParquetFile(f, filesystem=self.storage.fs)
+            for rb in pf.iter_batches(batch_size=1 << 18, columns=[
+                    "merchant_id", "legal_country_iso", "zone_tzid", "channel_group",
+                    "bucket_start_utc", "count"]):
+                t = pa.Table.from_batches([rb])
+                carry = t if carry is None else pa.concat_tables([carry, t])
+                counts = carry.column("count").to_numpy()
+                if counts.sum() < S4_EVENTS_PER_CHUNK:
+                    continue
+                cut = self._last_group_boundary(carry)
+                if cut == 0:
+                    continue
+                yield carry.slice(0, cut)
+                carry = carry.slice(cut)
+        if carry is not None and carry.num_rows:
+            yield carry
+
+    @staticmethod
+    def _last_group_boundary(t: pa.Table) -> int:
+        mid = t.column("merchant_id").to_numpy()
+        b = t.column("bucket_start_utc").cast(pa.int64()).to_numpy()
+        n = len(mid)
+        k = n - 1
+        while k > 0 and mid[k] == mid[k - 1] and b[k] == b[k - 1]:
+            k -= 1
+        return k
+
+    def _run_s4_window(self, w: Window, rep: ProgressReporter,
+                       state: dict) -> tuple[int, list[str]]:
+        m = self.model
+        tz = self.tz
+        ns = self.policy.namespace
+        seed = int(self.config.seed)
+        keys = {f: m.series_keys(f, ns, seed) for f in
+                ("S4.time.v1", "S4.site.v1", "S4.edge.v1", "S4.hybrid.v1")}
+        bucket_us = w.bucket_seconds * US
+        final = self.dataset_path("arrival_events", w.year)
+        seq_next: dict[int, int] = {}
+        files: list[str] = []
+        n_events = 0
+        blocks = {"S4.time.v1": 0, "S4.site.v1": 0, "S4.edge.v1": 0, "S4.hybrid.v1": 0}
+        with publish_dir(self.storage, self.layout.staging_root, final) as stage:
+            writer = None
+            rows_in_file = 0
+            try:
+                for chunk in self._s4_batches(w):
+                    tbl = self._s4_chunk(chunk, w, keys, bucket_us, seq_next, blocks)
+                    if writer is None or rows_in_file >= S4_ROWS_PER_FILE:
+                        if writer is not None:
+                            writer.close()
+                        name = f"part-{len(files):05d}.parquet"
+                        writer = pq.ParquetWriter(os.path.join(stage, name),
+                                                  schemas.ARRIVAL_EVENTS, **PARQUET_OPTS)
+                        files.append(f"{final}/{name}")
+                        rows_in_file = 0
+                    writer.write_table(tbl, row_group_size=1 << 20)
+                    rows_in_file += tbl.num_rows
+                    n_events += tbl.num_rows
+                    state["done"] += tbl.num_rows
+                    rep.update(state["done"])
+                if writer is None:  # an empty partition still gets a (typed, empty) file
+                    name = "part-00000.parquet"
+                    pq.write_table(schemas.ARRIVAL_EVENTS.empty_table(),
+                                   os.path.join(stage, name), **PARQUET_OPTS)
+                    files.append(f"{final}/{name}")
+            finally:
+                if writer is not None:
+                    writer.close()
+            write_json_atomic(os.path.join(stage, TOTALS),
+                              {"events": n_events, "merchants": len(seq_next), "blocks": blocks,
+                               "tz_zones": len(tz.tzids)})
+        return n_events, files
+
+    def _s4_chunk(self, chunk: pa.Table, w: Window, keys: dict[str, np.ndarray], bucket_us: int,
+                  seq_next: dict[int, int], blocks: dict[str, int]) -> pa.Table:
+        m = self.model
+        tz = self.tz
+        row_series = self.series_index_of(chunk)
+        row_bucket = chunk.column("bucket_start_utc").cast(pa.int64()).to_numpy() // bucket_us
+        counts = chunk.column("count").to_numpy().astype(np.int64)
+        row_offset = np.zeros(len(counts) + 1, dtype=np.int64)
+        np.cumsum(counts, out=row_offset[1:])
+        n = int(row_offset[-1])
+        ts = np.empty(n, dtype=np.int64)
+        aid = np.empty(n, dtype=np.uint64)
+        target = np.empty(n, dtype=np.int64)
+        virtual = np.empty(n, dtype=np.bool_)
+        zone = np.empty(n, dtype=np.int32)
+        local = np.empty(n, dtype=np.int64)
+        settle = np.empty(n, dtype=np.int64)
+        generate_events(
+            row_series, row_bucket, row_offset,
+            keys["S4.time.v1"], keys["S4.site.v1"], keys["S4.edge.v1"], keys["S4.hybrid.v1"],
+            m.mode, m.site_lo, m.site_n, m.edge_lo, m.edge_n, m.settle_zone,
+            m.site_prob, m.site_alias, m.site_zone, m.edge_prob, m.edge_alias, m.edge_zone,
+            self.policy.routing.p_virtual_hybrid, bucket_us,
+            tz.zone_start, tz.trans_us, tz.offset_s,
+            ts, aid, target, virtual, zone, local, settle,
+        )
+        # (merchant, bucket) groups: rows are sorted by merchant, bucket, series
+        mids = m.merchant_id[row_series]
+        new_group = np.ones(len(counts), dtype=np.bool_)
+        new_group[1:] = (mids[1:] != mids[:-1]) | (row_bucket[1:] != row_bucket[:-1])
+        g_first_row = np.flatnonzero(new_group)
+        group_evt_lo = np.append(row_offset[g_first_row], n).astype(np.int64)
+        if np.any(np.diff(group_evt_lo) >= MAX_GROUP_EVENTS):
+            raise EngineError("CAPACITY_EXCEEDED", "a (merchant, bucket) holds more than "
+                              f"{MAX_GROUP_EVENTS - 1} events", table="bucket_counts")
+        order = np.empty(n, dtype=np.int64)
+        order_groups(group_evt_lo, row_bucket[g_first_row] * bucket_us, ts, order)
+        erow = np.empty(n, dtype=np.int64)
+        event_rows(row_offset, erow)
+        erow = erow[order]
+        ser = row_series[erow]
+        ev_mid = m.merchant_id[ser]
+        # arrival_seq: 1.. per merchant, continuing across chunks of the partition
+        first = np.ones(n, dtype=np.bool_)
+        first[1:] = ev_mid[1:] != ev_mid[:-1]
+        starts = np.flatnonzero(first)
+        run_len = np.diff(np.append(starts, n))
+        base = np.array([seq_next.get(int(x), 1) for x in ev_mid[starts]], dtype=np.int64)
+        seq = np.arange(n, dtype=np.int64) - np.repeat(starts, run_len) + np.repeat(base, run_len)
+        for k, s0 in enumerate(starts):
+            seq_next[int(ev_mid[s0])] = int(base[k] + run_len[k])
+        v = virtual[order]
+        tgt = target[order]
+        site_id = np.where(v, 0, m.site_id[np.where(v, 0, tgt)])
+        edge_id = np.where(v, m.edge_id[np.where(v, tgt, 0)] if len(m.edge_id) else 0, 0)
+        settle_z = m.settle_zone[ser]
+        has_settle = v & (settle_z >= 0)
+        blocks["S4.time.v1"] += n
+        blocks["S4.hybrid.v1"] += int(counts[m.mode[row_series] == 1].sum())
+        blocks["S4.edge.v1"] += int(v.sum())
+        blocks["S4.site.v1"] += int(n - v.sum())
+        ts_sorted = np.empty(n, dtype=np.int64)
+        gather_int64(ts, order, ts_sorted)
+        local_sorted = np.empty(n, dtype=np.int64)
+        gather_int64(local, order, local_sorted)
+        settle_sorted = np.empty(n, dtype=np.int64)
+        gather_int64(settle, order, settle_sorted)
+        return pa.table(
+            {
+                "arrival_id": pa.array(aid[order], pa.uint64()),
+                "merchant_id": pa.array(ev_mid, pa.uint64()),
+                "legal_country_iso": _dict_array(m.country_idx[ser], m.countries),
+                "zone_tzid": _dict_array(m.zone_idx[ser], m.tzids),
+                "channel_group": _dict_array(m.channel_idx[ser], m.channels),
+                "bucket_start_utc": _ts_array(row_bucket[erow] * bucket_us),
+                "arrival_seq": pa.array(seq, pa.int64()),
+                "ts_utc": _ts_array(ts_sorted),
+                "tzid": _dict_array(zone[order], m.tzids),
+                "ts_local": _ts_array(local_sorted, schemas.TS_LOCAL),
+                "tzid_settlement": _dict_array(np.where(has_settle, settle_z, 0), m.tzids,
+                                               mask=~has_settle),
+                "ts_local_settlement": pa.array(settle_sorted, pa.int64(), mask=~has_settle
+                                                ).view(schemas.TS_LOCAL)
+                if n else _ts_array(settle_sorted, schemas.TS_LOCAL),
+                "site_id": pa.array(site_id.astype(np.uint64), pa.uint64(), mask=v),
+                "edge_id": pa.array(np.asarray(edge_id, dtype=np.uint64), pa.uint64(), mask=~v),
+                "is_virtual": pa.array(v, pa.bool_()),
+            },
+            schema=schemas.ARRIVAL_EVENTS,
+        )
+
+    # ------------------------------------------------------------------ checks and S5
+    def run_world(self) -> tuple[StateResult, list]:
+        """World rules (input validity, RNG key uniqueness, tz coverage) for this run."""
+        from engine_core.checks import world_rules
+
+        t0 = time.perf_counter()
+        rules = world_rules(self)
+        return (
+            StateResult(state="world", rows=self.model.n_series,
+                        elapsed_s=time.perf_counter() - t0, output_bytes=0, paths=[],
+                        metrics={"merchants": self.world.tables["merchants"].num_rows,
+                                 "series": self.model.n_series,
+                                 "tzids": len(self.model.tzids)}),
+            rules,
+        )
+
+    def check(self, state: str, year: int | None = None) -> list:
+        """Every rule of ``state`` over the published data (all years unless ``year``)."""
+        from engine_core.checks import evaluate
+
+        years = [year] if year is not None else self.years
+        out = []
+        for y in years:
+            out += evaluate(self, state, y)
+        return out
+
+    def run_s5(self) -> tuple[StateResult, dict[str, Any], bool]:
+        """Validation report per year partition; ``_passed.flag`` only on PASS."""
+        from engine_core.checks.report import publish_report
+
+        t0 = time.perf_counter()
+        paths: list[str] = []
+        reports = []
+        rows = 0
+        rep = self._reporter("s5", len(self.windows) * 5, "rule groups")
+        k = 0
+        for w in self.windows:
+            results = []
+            for state in ("world", "s1", "s2", "s3", "s4"):
+                results += self.run_world()[1] if state == "world" else self.check(state, w.year)
+                k += 1
+                rep.update(k)
+            report, files = publish_report(self, w.year, results)
+            reports.append(report)
+            paths += files
+            rows += len(results)
+        rep.finish()
+        passed = all(r["passed"] for r in reports)
+        merged = {
+            "passed": passed,
+            "years": [r["year"] for r in reports],
+            "rules": [rule for r in reports for rule in r["rules"]],
+            "reports": reports,
+        }
+        return (
+            StateResult(state="s5", rows=rows, elapsed_s=time.perf_counter() - t0,
+                        output_bytes=_file_bytes(paths, self.storage), paths=paths,
+                        metrics={"passed": passed, "peak_rss_mb": peak_rss_mb()}),
+            merged,
+            passed,
+        )
+
+
+def realise_arrivals(config: RunConfig, progress: ProgressCallback | None = None
+                     ) -> dict[str, Any]:
+    """Run S1–S5 for a horizon and return the run summary (the CLI's JSON)."""
+    from engine_core.pipeline.run import run_all
+
+    return run_all(Engine(config, progress))
+
+
+__all__ = ["Engine", "Window", "peak_rss_mb", "realise_arrivals", "pc"]
