@@ -114,3 +114,55 @@ def event_rows(row_offset, out):
     for r in nb.prange(row_offset.shape[0] - 1):
         for e in range(row_offset[r], row_offset[r + 1]):
             out[e] = r
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def assemble_events(
+    order, row_offset, row_series, row_bucket, bucket_us,
+    ts, aid, target, virtual, zone, local, settle,
+    merchant_id, country_idx, zone_idx, channel_idx, settle_zone, site_id, edge_id,
+    o_aid, o_mid, o_country, o_zone, o_channel, o_bucket, o_ts, o_tz, o_local,
+    o_settle_tz, o_settle_local, o_site, o_edge, o_virtual, o_series,
+):
+    """Gather every output column in sorted order in one parallel pass.
+
+    Null site/edge/settlement entries get placeholder values; their validity masks are
+    ``o_virtual`` (site null), ``~o_virtual`` (edge null) and ``o_settle_tz < 0``.
+    """
+    n = order.shape[0]
+    for k in nb.prange(n):
+        e = order[k]
+        # the S3 row of event e: binary search in row_offset
+        lo = 0
+        hi = row_offset.shape[0] - 1
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if row_offset[mid] <= e:
+                lo = mid
+            else:
+                hi = mid
+        r = lo
+        s = row_series[r]
+        o_series[k] = s
+        o_aid[k] = aid[e]
+        o_mid[k] = merchant_id[s]
+        o_country[k] = country_idx[s]
+        o_zone[k] = zone_idx[s]
+        o_channel[k] = channel_idx[s]
+        o_bucket[k] = row_bucket[r] * bucket_us
+        o_ts[k] = ts[e]
+        o_tz[k] = zone[e]
+        o_local[k] = local[e]
+        v = virtual[e]
+        o_virtual[k] = v
+        if v:
+            o_site[k] = 0
+            o_edge[k] = edge_id[target[e]]
+            sz = settle_zone[s]
+            o_settle_tz[k] = sz
+            o_settle_local[k] = settle[e] if sz >= 0 else 0
+        else:
+            o_site[k] = site_id[target[e]]
+            o_edge[k] = 0
+            o_settle_tz[k] = -1
+            o_settle_local[k] = 0
