@@ -18,6 +18,7 @@ class ProgressReporter:
         self.t0 = time.perf_counter()
         self.last = -1e9
         self.done = 0
+        self.emitted = -1
 
     def update(self, done: int, force: bool = False) -> None:
         self.done = int(done)
@@ -27,6 +28,7 @@ class ProgressReporter:
         if not force and now - self.last < self.every_s:
             return
         self.last = now
+        self.emitted = self.done
         elapsed = now - self.t0
         rate = self.done / elapsed if elapsed > 0 else 0.0
         remaining = max(self.total - self.done, 0)
@@ -35,4 +37,6 @@ class ProgressReporter:
                                      rate, eta))
 
     def finish(self) -> None:
-        self.update(self.total, force=True)
+        """Report completion once (unless the last report already said so)."""
+        if self.emitted != self.total:
+            self.update(self.total, force=True)
