@@ -14,6 +14,16 @@ import numpy as np
 _done = [False, 0.0]
 
 
+def readonly(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous read-only view: one Numba specialisation for tables that are shared
+    (tz tables, factors read from Arrow) whatever their origin."""
+    a = np.ascontiguousarray(a)
+    if a.flags.writeable:
+        a = a.view()
+        a.setflags(write=False)
+    return a
+
+
 def warm_up() -> float:
     """Call each kernel once; return the seconds that took (0.0 after the first time)."""
     if _done[0]:
@@ -28,15 +38,15 @@ def warm_up() -> float:
     f64 = np.ones(1, np.float64)
     i32 = np.zeros(1, np.int32)
     b1 = np.zeros(1, np.bool_)
-    zone_start = np.array([0, 1], np.int64)
-    trans = np.array([np.iinfo(np.int64).min], np.int64)
-    off = np.zeros(1, np.int32)
+    zone_start = readonly(np.array([0, 1], np.int64))
+    trans = readonly(np.array([np.iinfo(np.int64).min], np.int64))
+    off = readonly(np.zeros(1, np.int32))
     z2 = np.zeros((1, 1))
     latent_field(u64, f64 * 0.3, f64 * 24.0, 0, 1, 168, 0.2, 5.0, z2, z2.copy())
     lam = np.zeros((1, 1))
     target_intensity(i32, np.ones((1, 168)), np.ones((1, 3)), -1, zone_start, trans, off,
                      0, 1, 3600, lam)
-    bucket_counts(lam, np.ones((1, 1)), i64, u64, f64 * 30.0, 0, 1e5, 1e-9, False, 10,
+    bucket_counts(lam, readonly(np.ones((1, 1))), i64, u64, f64 * 30.0, 0, 1e5, 1e-9, False, 10,
                   lam.copy(), np.zeros((1, 1), np.int64), np.zeros((1, 1), np.bool_), i64.copy())
     ro = np.array([0, 1], np.int64)
     out_i64 = [np.zeros(1, np.int64) for _ in range(3)]

@@ -35,7 +35,7 @@ from engine_core.kernels.arrivals import (
     order_groups,
 )
 from engine_core.kernels.counts import bucket_counts, target_intensity
-from engine_core.kernels.jit import warm_up
+from engine_core.kernels.jit import readonly, warm_up
 from engine_core.kernels.latent import latent_field
 from engine_core.pipeline.model import (
     Grouping,
@@ -401,7 +401,7 @@ class Engine:
                 f"{w.n_buckets} buckets",
                 table="latent_intensity", key=f"{self.config.scenario}|{year}",
             )
-        return gids, t.column("factor").to_numpy().reshape(n_groups, w.n_buckets)
+        return gids, readonly(t.column("factor").to_numpy().reshape(n_groups, w.n_buckets))
 
     # ------------------------------------------------------------------ S3
     def _day_multipliers(self, w: Window) -> tuple[np.ndarray, int]:
