@@ -38,7 +38,6 @@ SECONDS_PER_DAY = 86400
 
 # Strict scalars: YAML already types its values, so "3600" (a string) or `true` (a boolean)
 # where a number belongs is a mistake to report, not a value to coerce. Floats accept ints.
-Float = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 PositiveFloat = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
 Probability = Annotated[float, Strict(), Field(ge=0, le=1, allow_inf_nan=False)]
 PositiveInt = Annotated[int, Strict(), Field(gt=0)]

@@ -9,14 +9,15 @@ import pyarrow as pa
 from engine_core.errors import EngineError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class World:
     """A validated world.
 
     ``tables`` has exactly the keys of ``schemas.WORLD_TABLES``; each table has exactly its
     contract schema and rows in canonical order (docs/world.md). ``fingerprint`` is the hex
     SHA-256 of that canonical content; ``source`` says where it came from (``preset:tiny`` or
-    the absolute path of a directory of Parquet files).
+    the absolute path of a directory of Parquet files). Two worlds are equal, and hash alike,
+    when their fingerprints are: same content, wherever it came from.
     """
 
     tables: dict[str, pa.Table]
@@ -63,6 +64,14 @@ class World:
                 key=scenario_id,
             )
         return self.scenarios.column("band")[ids.index(scenario_id)].as_py()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, World):
+            return NotImplemented
+        return self.fingerprint == other.fingerprint
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint)
 
     def __repr__(self) -> str:
         rows = ", ".join(f"{k}={t.num_rows}" for k, t in self.tables.items())

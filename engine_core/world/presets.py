@@ -31,7 +31,6 @@ from engine_core.schemas import DEMAND_CLASSES, SCENARIO_BANDS, VIRTUAL_MODES
 WORLD_CONFIG_DIR: Path = Path(__file__).resolve().parents[2] / "configs" / "worlds"
 CATALOGUE_FILE = "catalogue.yaml"
 
-Float = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 PositiveFloat = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
 Share = Annotated[float, Strict(), Field(ge=0, le=1, allow_inf_nan=False)]

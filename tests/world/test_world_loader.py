@@ -159,6 +159,8 @@ def test_world_properties(tiny):
     assert tiny.calendar is tiny.tables["calendar"]
     assert tiny.scenarios is tiny.tables["scenarios"]
     assert tiny.scenario_ids == ("baseline", "stress")
+    assert tiny == load_world("tiny") and hash(tiny) == hash(load_world("tiny"))
+    assert tiny != generate_world("tiny", seed=3)
     assert tiny.scenario_band("stress") == "stress"
     with pytest.raises(EngineError) as info:
         tiny.scenario_band("panic")
