@@ -3,17 +3,38 @@
 Numba's on-disk cache must live somewhere writable even when the source tree is read-only
 (site-packages, a container image): unless the user set NUMBA_CACHE_DIR we point it at a
 per-user cache directory before any kernel module imports numba.
+
+Numba only notices edits to the file a cached function is defined in, not to the functions it
+calls from other files; a stale cache could then run an old sampler. The directory is
+therefore named after a digest of every source file the kernels are compiled from, so any
+change to them starts a fresh cache.
 """
 
 from __future__ import annotations
 
+import hashlib as _hashlib
 import os as _os
 from pathlib import Path as _Path
+
+_HERE = _Path(__file__).resolve().parent
+_KERNEL_SOURCES = ("rng", "kernels", "tz.py")
+
+
+def _kernel_source_digest() -> str:
+    h = _hashlib.sha256()
+    files: list[_Path] = []
+    for name in _KERNEL_SOURCES:
+        p = _HERE / name
+        files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
+    for f in files:
+        h.update(str(f.relative_to(_HERE)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _default_numba_cache_dir() -> str:
     base = _os.environ.get("XDG_CACHE_HOME") or str(_Path.home() / ".cache")
-    return str(_Path(base) / "arrival-engine" / "numba")
+    return str(_Path(base) / "arrival-engine" / "numba" / _kernel_source_digest())
 
 
 _os.environ.setdefault("NUMBA_CACHE_DIR", _default_numba_cache_dir())

@@ -2,38 +2,59 @@
 
 Round: (hi, lo) = mulhilo64(M, c0); c0' = hi ^ k ^ c1; c1' = lo; k += W. Ten rounds. The
 counter is (c0, c1) = (ctr_lo, ctr_hi); the output is (out0, out1) = (c0, c1) after the rounds.
-Numba has no 128-bit integer, so the high half of the 64x64 product is assembled from four
-32x32 partial products.
+Numba has no 128-bit integer type, so the 64x64 -> 128-bit product is emitted as LLVM IR (an
+i128 multiply, one hardware multiply instruction); assembling it from four 32x32 partial
+products instead made the generator about five times slower.
 """
 
 from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic, overload
 
 PHILOX_M = np.uint64(0xD2B74407B1CE6E93)
 PHILOX_W = np.uint64(0x9E3779B97F4A7C15)
-_MASK32 = np.uint64(0xFFFFFFFF)
-_SHIFT32 = np.uint64(32)
+_MASK64 = (1 << 64) - 1
 # 2**-64 and the largest double below 1.0: the guard for (x + 0.5) * 2**-64 rounding to 1.0.
 _TWO_M64 = 5.421010862427522e-20
 _ONE_BELOW = 0.9999999999999999
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
 def mulhilo64(a: np.uint64, b: np.uint64) -> tuple[np.uint64, np.uint64]:
-    a_lo = a & _MASK32
-    a_hi = a >> _SHIFT32
-    b_lo = b & _MASK32
-    b_hi = b >> _SHIFT32
-    p0 = a_lo * b_lo
-    p1 = a_lo * b_hi
-    p2 = a_hi * b_lo
-    p3 = a_hi * b_hi
-    mid = (p0 >> _SHIFT32) + (p1 & _MASK32) + (p2 & _MASK32)
-    hi = p3 + (p1 >> _SHIFT32) + (p2 >> _SHIFT32) + (mid >> _SHIFT32)
-    lo = a * b
-    return hi, lo
+    """(hi, lo): the high and low 64-bit words of the 128-bit product a·b.
+
+    This body runs when called from plain Python; compiled code uses the overload below.
+    """
+    p = int(a) * int(b)
+    return np.uint64(p >> 64), np.uint64(p & _MASK64)
+
+
+@intrinsic
+def _mul_u64_wide(typingctx, a, b):
+    """zext both words to i128, multiply, split: one mul/mulx on x86-64, mul + umulh on Arm."""
+    if a != types.uint64 or b != types.uint64:
+        return None
+    sig = types.UniTuple(types.uint64, 2)(types.uint64, types.uint64)
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        i128 = ir.IntType(128)
+        p = builder.mul(builder.zext(args[0], i128), builder.zext(args[1], i128))
+        hi = builder.trunc(builder.lshr(p, ir.Constant(i128, 64)), i64)
+        lo = builder.trunc(p, i64)
+        return context.make_tuple(builder, signature.return_type, (hi, lo))
+
+    return sig, codegen
+
+
+@overload(mulhilo64, jit_options={"nogil": True})
+def _mulhilo64_compiled(a, b):
+    if a == types.uint64 and b == types.uint64:
+        return lambda a, b: _mul_u64_wide(a, b)
+    return None
 
 
 @nb.njit(cache=True, nogil=True)
