@@ -30,11 +30,21 @@ def _parse_ts(text: str) -> dt.datetime:
     return ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
 
 
+def _one_line(text: str) -> str:
+    """Error text on one line: control characters (say, from a corrupt file) escaped."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+def _report_bad_input(exc: EngineError) -> int:
+    print(_one_line(str(exc)), file=sys.stderr)
+    print(json.dumps({"passed": False, "error": exc.to_dict()}))
+    return EXIT_BAD_INPUT
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse exits 2 as well; keep the code visible
         self.print_usage(sys.stderr)
-        print(f"CLI_USAGE: {message}", file=sys.stderr)
-        raise SystemExit(EXIT_BAD_INPUT)
+        raise SystemExit(_report_bad_input(EngineError("CLI_USAGE", message)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,9 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args)
         return _cmd_world(args)
     except EngineError as exc:
-        print(str(exc), file=sys.stderr)
-        print(json.dumps({"passed": False, "error": exc.to_dict()}))
-        return EXIT_BAD_INPUT
+        return _report_bad_input(exc)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,25 @@
-"""A storage root: a local directory or an object-store URI, through pyarrow filesystems."""
+"""A storage root: a local directory or an object-store URI, through pyarrow filesystems.
+
+Object stores are reached with pyarrow's own configuration, so a URI works wherever the AWS
+SDK's usual settings do:
+
+- credentials, region and endpoint from the standard environment (``AWS_ACCESS_KEY_ID``,
+  ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION``/``AWS_DEFAULT_REGION``,
+  ``AWS_ENDPOINT_URL`` for an S3-compatible server such as MinIO), a profile or an instance
+  role;
+- or in the URI's query, which wins over the environment:
+  ``s3://bucket/prefix?endpoint_override=host:9000&scheme=http&region=us-east-1``.
+
+Nothing secret is ever put in the URI by the engine: ``uri_for`` keeps only the query the
+user gave.
+"""
 
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 
@@ -39,12 +55,22 @@ class Storage:
     def join(self, *parts: str) -> str:
         return "/".join([self.base.rstrip("/"), *parts])
 
+    def uri_for(self, path: str) -> str:
+        """A path of this filesystem as a URI another process can open (``s3://bucket/key``
+        with the root's query, so the same endpoint); local paths stay plain paths."""
+        if self.is_local:
+            return path
+        split = urlsplit(self.uri)
+        query = f"?{split.query}" if split.query else ""
+        return f"{split.scheme}://{path.lstrip('/')}{query}"
+
     def exists(self, path: str) -> bool:
         return self.fs.get_file_info(path).type != pafs.FileType.NotFound
 
     def ensure_writable(self) -> None:
         """Fail early, with a clear code, when the root cannot take output."""
         if not self.is_local:
+            self._probe_object_store()
             return
         try:
             os.makedirs(self.base, exist_ok=True)
@@ -58,4 +84,22 @@ class Storage:
                 f"storage root {self.base} is not writable ({exc.strerror}); set "
                 "ENGINE_STORAGE_ROOT / --out to a writable directory",
                 key=self.base,
+            ) from exc
+
+    def _probe_object_store(self) -> None:
+        """Write and delete one small object under the root, so a missing bucket, a wrong
+        endpoint or missing credentials stop the run before any state computes."""
+        probe = self.join(f".write-probe-{uuid.uuid4().hex}")
+        try:
+            with self.fs.open_output_stream(probe) as out:
+                out.write(b"ok")
+            self.fs.delete_file(probe)
+        except OSError as exc:
+            where = self.uri_for(self.base)  # no user:password@ from the given URI
+            raise EngineError(
+                "STORAGE_NOT_WRITABLE",
+                f"storage root {where} is not writable: {exc}. Check that the bucket exists, "
+                "the endpoint (AWS_ENDPOINT_URL or ?endpoint_override=...&scheme=http) and the "
+                "credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)",
+                key=where,
             ) from exc

@@ -237,6 +237,13 @@ class Engine:
             self._tz = build_tz_tables(self.model.tzids, self.start.year - 1, self.end.year + 1)
         return self._tz
 
+    def withdraw_pass_flag(self, year: int) -> None:
+        """Re-publishing any state of a partition withdraws its PASS flag: consumers gating on
+        ``_passed.flag`` must never see one that S5 did not write for the current data."""
+        flag = f"{self.dataset_path('validation', year)}/_passed.flag"
+        if self.storage.exists(flag):
+            self.storage.fs.delete_file(flag)
+
     def _warm_up(self) -> float:
         """Compile (or load from cache) every kernel once; the time is reported once."""
         jit_s = warm_up()
@@ -256,6 +263,7 @@ class Engine:
         rows = 0
         rep = self._reporter("s1", len(self.windows), "partitions")
         for k, w in enumerate(self.windows):
+            self.withdraw_pass_flag(w.year)
             b = np.arange(w.first_bucket, w.first_bucket + w.n_buckets, dtype=np.int64)
             grid = pa.table(
                 {
@@ -363,6 +371,7 @@ class Engine:
         rows = 0
         rep = self._reporter("s2", len(self.windows), "partitions")
         for k, w in enumerate(self.windows):
+            self.withdraw_pass_flag(w.year)
             gids, sig, ls = self._group_table(w.year)
             keys = stream_keys("S2.latent.v1", self.policy.namespace, int(self.config.seed),
                                (group_stream(g.split("|", 1)[1]) for g in gids))
@@ -395,7 +404,7 @@ class Engine:
     def read_factors(self, year: int) -> tuple[list[str], np.ndarray]:
         """Dense [group, bucket] factors of a published S2 partition (checked for shape)."""
         w = self.window(year)
-        t = self.read_dataset("latent_intensity", year, ["group_id", "bucket_start_utc", "factor"])
+        t = self.read_dataset("latent_intensity", year, ["group_id", "factor"])
         gcol = t.column("group_id").combine_chunks()
         gids = gcol.dictionary.to_pylist()
         n_groups = len(gids)
@@ -409,7 +418,8 @@ class Engine:
         return gids, readonly(t.column("factor").to_numpy().reshape(n_groups, w.n_buckets))
 
     # ------------------------------------------------------------------ S3
-    def _day_multipliers(self, w: Window) -> tuple[np.ndarray, int]:
+    def day_multipliers(self, w: Window) -> tuple[np.ndarray, int]:
+        """Calendar multipliers [series, local day] around the window, and the first day."""
         first_day = w.start_s // 86400 - 1
         n_days = (w.end_s - w.start_s) // 86400 + 3
         d0 = dt.date(1970, 1, 1) + dt.timedelta(days=int(first_day))
@@ -455,6 +465,7 @@ class Engine:
         rep = self._reporter("s3", series_total, "series")
         done = 0
         for w in self.windows:
+            self.withdraw_pass_flag(w.year)
             grid = self.read_dataset("time_grid", w.year, ["bucket_abs"])
             grid_b = grid.column("bucket_abs").to_numpy()
             if len(grid_b) != w.n_buckets or (len(grid_b) and grid_b[0] != w.first_bucket):
@@ -463,7 +474,7 @@ class Engine:
             gids, factor = self.read_factors(w.year)
             group_of_series = self._series_groups(w.year, gids)
             kappa = self.grouping.kappa
-            day_mult, first_day = self._day_multipliers(w)
+            day_mult, first_day = self.day_multipliers(w)
             final = self.dataset_path("bucket_counts", w.year)
             totals = {"series": m.n_series, "buckets": w.n_buckets, "cells_sampled": 0,
                       "blocks": 0, "rows": 0, "sum_count": 0, "sum_mu": 0.0, "capped": 0,
@@ -610,6 +621,7 @@ class Engine:
         rep = self._reporter("s4", grand, "events")
         writer_state = {"done": 0}
         for w in self.windows:
+            self.withdraw_pass_flag(w.year)
             n_events, files = self._run_s4_window(w, rep, writer_state)
             events_total += n_events
             paths += files

@@ -1,0 +1,58 @@
+"""S3: the arrival count of every (series, bucket), NB2 or Poisson around μ = λ x factor."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from engine_assets.asset_keys import (
+    GROUP,
+    S1_GROUPING,
+    S1_TIME_GRID,
+    S2_LATENT_INTENSITY,
+    S3_BUCKET_COUNTS,
+)
+from engine_assets.checks import rule_check_specs
+from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
+from engine_assets.resources import EngineSettings, EngineStorage
+from engine_assets.state_step import StateStep
+from engine_core import plots
+
+S3_CHECKS = rule_check_specs("s3", S3_BUCKET_COUNTS)
+
+
+@dg.asset(
+    name=S3_BUCKET_COUNTS,
+    group_name=GROUP,
+    partitions_def=engine_partitions,
+    backfill_policy=ENGINE_BACKFILL_POLICY,
+    deps=[S1_TIME_GRID, S1_GROUPING, S2_LATENT_INTENSITY],
+    check_specs=S3_CHECKS,
+    kinds={"numba", "parquet"},
+    description="Arrivals per (series, bucket) with count > 0 (sparse), with μ and the "
+    "capped flag.",
+)
+def s3_bucket_counts(
+    context: dg.AssetExecutionContext, storage: EngineStorage, engine: EngineSettings
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    step = StateStep(context, storage, engine)
+    step.open_or_fail()
+    step.withdraw_passed_flag()
+    result = step.call("s3", step.engine.run_s3)
+    path = step.dataset_path("bucket_counts")
+
+    def count_dispersion() -> bytes:
+        grouping = plots.read_sample(step.dataset_path("grouping"), ["kappa"])
+        kappa = float(grouping["kappa"].median()) if not grouping.is_empty() else None
+        return plots.count_dispersion_png(plots.read_sample(path, ["mu", "count"]), kappa)
+
+    yield dg.MaterializeResult(
+        metadata=step.metadata(
+            result,
+            "bucket_counts",
+            plots={
+                "Count dispersion": count_dispersion,
+                "Arrivals per day": lambda: plots.daily_arrivals_png(plots.daily_counts(path)),
+            },
+        )
+    )
+    yield from step.check_results("s3", S3_CHECKS)

@@ -1,0 +1,75 @@
+"""S4: the arrival events themselves: timestamps within buckets, routing to sites or edges,
+local and settlement clocks, per-merchant sequence numbers."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+import polars as pl
+
+from engine_assets.asset_keys import GROUP, S3_BUCKET_COUNTS, S4_ARRIVAL_EVENTS
+from engine_assets.checks import rule_check_specs
+from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
+from engine_assets.resources import EngineSettings, EngineStorage
+from engine_assets.state_step import StateStep
+from engine_core import plots
+
+S4_CHECKS = rule_check_specs("s4", S4_ARRIVAL_EVENTS)
+SAMPLE_COLUMNS = [
+    "merchant_id",
+    "legal_country_iso",
+    "zone_tzid",
+    "ts_local",
+    "site_id",
+    "edge_id",
+]
+
+
+@dg.asset(
+    name=S4_ARRIVAL_EVENTS,
+    group_name=GROUP,
+    partitions_def=engine_partitions,
+    backfill_policy=ENGINE_BACKFILL_POLICY,
+    deps=[S3_BUCKET_COUNTS],
+    check_specs=S4_CHECKS,
+    kinds={"numba", "parquet"},
+    description="One row per arrival: ids, UTC and local timestamps (µs), site or edge, "
+    "sorted by (merchant_id, ts_utc, arrival_seq).",
+)
+def s4_arrival_events(
+    context: dg.AssetExecutionContext, storage: EngineStorage, engine: EngineSettings
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    step = StateStep(context, storage, engine)
+    step.open_or_fail()
+    step.withdraw_passed_flag()
+    result = step.call("s4", step.engine.run_s4)
+    path = step.dataset_path("arrival_events")
+    world = step.engine.world
+    cached: dict[str, pl.DataFrame] = {}
+
+    def events_sample() -> pl.DataFrame:
+        if "events" not in cached:
+            cached["events"] = plots.read_sample(path, SAMPLE_COLUMNS)
+        return cached["events"]
+
+    def weekly_profile() -> bytes:
+        # physical arrivals: a site lies in its series' zone, so ts_local is the series' clock
+        physical = events_sample().filter(pl.col("site_id").is_not_null())
+        expected = plots.expected_weekly_share(
+            pl.from_arrow(world.series), pl.from_arrow(world.merchants)
+        )
+        return plots.weekly_profile_png(physical["ts_local"], expected)
+
+    def routing_shares() -> bytes:
+        expected = plots.expected_routing_shares(
+            pl.from_arrow(world.sites), pl.from_arrow(world.edges)
+        )
+        return plots.routing_shares_png(plots.realised_routing_shares(events_sample()), expected)
+
+    yield dg.MaterializeResult(
+        metadata=step.metadata(
+            result,
+            "arrival_events",
+            plots={"Weekly profile": weekly_profile, "Routing shares": routing_shares},
+        )
+    )
+    yield from step.check_results("s4", S4_CHECKS)

@@ -1,0 +1,92 @@
+"""S5: the validation report of a partition, the gate for consumers outside Dagster.
+
+``run_s5`` re-runs every rule and publishes ``report.json`` and ``issues.parquet``, plus
+``_passed.flag`` only when every rule passed (blocking and warning alike: a consumer gating on
+the flag gets data that met every realism threshold too). The asset fails when the partition did
+not pass, so a materialised ``s5_validation_report`` means a flagged, consumable partition.
+"""
+
+from typing import Any
+
+import dagster as dg
+
+from engine_assets.asset_keys import (
+    GROUP,
+    S1_GROUPING,
+    S1_TIME_GRID,
+    S2_LATENT_INTENSITY,
+    S3_BUCKET_COUNTS,
+    S4_ARRIVAL_EVENTS,
+    S5_VALIDATION_REPORT,
+    WORLD,
+)
+from engine_assets.metadata import identity_metadata
+from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
+from engine_assets.resources import EngineSettings, EngineStorage
+from engine_assets.state_step import PASSED_FLAG, StateStep
+
+REPORT_FILE = "report.json"
+ISSUES_FILE = "issues.parquet"
+
+
+def failed_rules(report: dict[str, Any]) -> list[dict[str, Any]]:
+    rules = report.get("rules") or report.get("results") or []
+    return [r for r in rules if isinstance(r, dict) and not r.get("passed", True)]
+
+
+def report_metadata(
+    step: StateStep, report: dict[str, Any], passed: bool, elapsed_s: float
+) -> dict[str, Any]:
+    base = step.dataset_path("validation")
+    failed = failed_rules(report)
+    md: dict[str, Any] = {
+        "passed": dg.MetadataValue.bool(bool(passed)),
+        "report_path": dg.MetadataValue.path(f"{base}/{REPORT_FILE}"),
+        "issues_path": dg.MetadataValue.path(f"{base}/{ISSUES_FILE}"),
+        "passed_flag": dg.MetadataValue.path(f"{base}/{PASSED_FLAG}"),
+        "path": dg.MetadataValue.path(base),
+        "elapsed_s": dg.MetadataValue.float(round(elapsed_s, 3)),
+        "failed_rules": dg.MetadataValue.json([r.get("code") for r in failed]),
+        "failed_blocking": dg.MetadataValue.int(sum(1 for r in failed if r.get("blocking"))),
+        "failed_warnings": dg.MetadataValue.int(sum(1 for r in failed if not r.get("blocking"))),
+    }
+    md.update(identity_metadata(step.engine))
+    return md
+
+
+@dg.asset(
+    name=S5_VALIDATION_REPORT,
+    group_name=GROUP,
+    partitions_def=engine_partitions,
+    backfill_policy=ENGINE_BACKFILL_POLICY,
+    deps=[
+        WORLD,
+        S1_TIME_GRID,
+        S1_GROUPING,
+        S2_LATENT_INTENSITY,
+        S3_BUCKET_COUNTS,
+        S4_ARRIVAL_EVENTS,
+    ],
+    kinds={"json", "parquet"},
+    description="Per-partition validation report, issue table and _passed.flag (on PASS only).",
+)
+def s5_validation_report(
+    context: dg.AssetExecutionContext, storage: EngineStorage, engine: EngineSettings
+) -> dg.MaterializeResult:
+    step = StateStep(context, storage, engine)
+    step.open_or_fail()
+    result, report, passed = step.call("s5", step.engine.run_s5)
+    md = report_metadata(step, report, passed, result.elapsed_s)
+    if not passed:
+        failed = failed_rules(report)
+        blocking = [r.get("code") for r in failed if r.get("blocking")]
+        warnings = [r.get("code") for r in failed if not r.get("blocking")]
+        raise dg.Failure(
+            description=f"partition {step.partition} failed validation: blocking rules "
+            f"{blocking}, warning rules {warnings}; see "
+            f"{step.dataset_path('validation')}/{REPORT_FILE}",
+            metadata=md,
+            allow_retries=False,
+        )
+    context.log.info(f"partition {step.partition} passed; flag at {md['passed_flag'].value}")
+    return dg.MaterializeResult(metadata=md)

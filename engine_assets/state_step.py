@@ -1,0 +1,145 @@
+"""What every state asset does around its core call: one place, so the state modules stay
+a few lines each.
+
+A step parses its partition, opens the core engine with a progress reporter, withdraws the
+partition's ``_passed.flag`` before anything is republished (a flag must never vouch for data
+a later run replaced), runs its state, publishes metadata and evaluates its rules as asset
+checks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import dagster as dg
+
+from engine_assets.checks import check_results_for
+from engine_assets.metadata import DatasetStats, dataset_stats, png_markdown, state_metadata
+from engine_assets.partitions import EnginePartition, partition_of
+from engine_assets.progress import RunProgressReporter
+from engine_assets.resources import EngineSettings, EngineStorage
+from engine_core.errors import EngineError
+from engine_core.io import Storage
+from engine_core.pipeline.engine import Engine
+from engine_core.pipeline.types import RuleResult, StateResult
+
+PASSED_FLAG = "_passed.flag"
+T = TypeVar("T")
+
+
+def engine_failure(err: EngineError) -> dg.Failure:
+    """An EngineError as a step failure whose metadata names code, table, column and key."""
+    meta = {k: v for k, v in err.to_dict().items() if v is not None}
+    return dg.Failure(description=str(err), metadata=meta, allow_retries=False)
+
+
+class StateStep:
+    """One asset step of one partition, bound to a core engine."""
+
+    def __init__(
+        self,
+        context: dg.AssetExecutionContext,
+        storage: EngineStorage,
+        settings: EngineSettings,
+    ) -> None:
+        self.context = context
+        self.storage = storage
+        self.settings = settings
+        self.partition: EnginePartition = partition_of(context)
+        self.progress = RunProgressReporter(context)
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("StateStep.open() must be called first")
+        return self._engine
+
+    def open(self) -> Engine:
+        """Open the core engine (loads and fingerprints the world); raises EngineError."""
+        self._engine = self.settings.open_engine(self.partition, self.storage, self.progress)
+        self.context.log.info(
+            f"partition {self.partition}: world={self.settings.world} seed={self.settings.seed} "
+            f"world_fingerprint={self._engine.world_fingerprint[:12]} "
+            f"parameter_hash={self._engine.parameter_hash[:12]} "
+            f"tzdata={self._engine.tzdata_version} run_root={self._engine.run_root}"
+        )
+        return self._engine
+
+    def open_or_fail(self) -> Engine:
+        """Open the engine; bad input fails the step with the engine's error code."""
+        try:
+            return self.open()
+        except EngineError as err:
+            raise engine_failure(err) from err
+
+    # ------------------------------------------------------------------------- running
+    def call(self, state: str, fn: Callable[[], T]) -> T:
+        """Run a core call, turning an EngineError into a readable step failure."""
+        started = time.perf_counter()
+        try:
+            out = fn()
+        except EngineError as err:
+            self.context.log.error(f"{state} failed: {err}")
+            raise engine_failure(err) from err
+        elapsed = time.perf_counter() - started
+        result = out[0] if isinstance(out, tuple) else out
+        if isinstance(result, StateResult):
+            self.progress.finished(state, result.events or result.rows, result.elapsed_s)
+            self.context.log.info(f"{state} done in {elapsed:.2f}s: {result.summary()}")
+        return out
+
+    def withdraw_passed_flag(self) -> None:
+        """Remove the partition's ``_passed.flag`` before this step republishes anything."""
+        flag = f"{self.dataset_path('validation')}/{PASSED_FLAG}"
+        storage = Storage.open(self.storage.resolved_root())
+        if storage.exists(flag):
+            storage.fs.delete_file(flag)
+            self.context.log.info(f"withdrew {flag}: the partition is re-validated by s5")
+
+    # ------------------------------------------------------------------------- outputs
+    def dataset_path(self, dataset: str) -> str:
+        return str(self.engine.dataset_path(dataset, self.partition.year))
+
+    def stats(self, dataset: str) -> DatasetStats:
+        return dataset_stats(self.dataset_path(dataset))
+
+    def metadata(
+        self,
+        result: StateResult,
+        dataset: str,
+        plots: dict[str, Callable[[], bytes]] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        stats = self.stats(dataset)
+        md = state_metadata(self.engine, result, dataset, stats, extra)
+        md.update(self.render_plots(plots or {}))
+        return md
+
+    def render_plots(self, plots: dict[str, Callable[[], bytes]]) -> dict[str, Any]:
+        """Render each plot; a plot that fails is logged, never fails the step."""
+        out: dict[str, Any] = {}
+        for title, render in plots.items():
+            try:
+                out[f"plot_{title.lower().replace(' ', '_')}"] = png_markdown(render(), title)
+            except Exception as exc:
+                self.context.log.warning(f"plot {title!r} not rendered: {exc!r}")
+        return out
+
+    def check_results(
+        self, state: str, specs: list[dg.AssetCheckSpec]
+    ) -> list[dg.AssetCheckResult]:
+        """Evaluate every rule of ``state`` over the published data."""
+        results = self.call(f"{state} checks", lambda: self.engine.check(state))
+        return self.rule_results(results, specs)
+
+    def rule_results(
+        self, results: list[RuleResult], specs: list[dg.AssetCheckSpec]
+    ) -> list[dg.AssetCheckResult]:
+        """The engine's rule verdicts as the asset check results of ``specs``."""
+        failed = [r.code for r in results if not r.passed]
+        if failed:
+            self.context.log.warning(f"failed rules: {failed}")
+        return check_results_for(specs, results, self.context.log)

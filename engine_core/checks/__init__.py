@@ -1,0 +1,39 @@
+"""Validation rules over published partitions (S5 and the Dagster asset checks).
+
+``world_rules(engine)`` judges the run's inputs; ``evaluate(engine, state, year)`` judges what
+state ``s1``..``s4`` published for one year partition. Both return one
+:class:`~engine_core.pipeline.types.RuleResult` per rule of ``catalogue.RULES`` for that state,
+in catalogue order; a rule that cannot be evaluated fails (it never raises). The codes,
+figures and remedies are listed in docs/errors.md.
+"""
+
+from __future__ import annotations
+
+from engine_core.checks.rules_world import world_rules
+from engine_core.pipeline.types import RuleResult
+
+
+def evaluate(engine, state: str, year: int) -> list[RuleResult]:
+    """Every rule of ``state`` (world, s1, s2, s3, s4) over the partition ``year``."""
+    if state == "world":
+        return world_rules(engine)
+    if state == "s1":
+        from engine_core.checks.rules_s1 import s1_rules
+
+        return s1_rules(engine, year)
+    if state == "s2":
+        from engine_core.checks.rules_s2 import s2_rules
+
+        return s2_rules(engine, year)
+    if state == "s3":
+        from engine_core.checks.rules_s3 import s3_rules
+
+        return s3_rules(engine, year)
+    if state == "s4":
+        from engine_core.checks.rules_s4 import s4_rules
+
+        return s4_rules(engine, year)
+    raise ValueError(f"unknown state {state!r}: expected world, s1, s2, s3 or s4")
+
+
+__all__ = ["evaluate", "world_rules"]

@@ -1,0 +1,186 @@
+"""S2 rules: the latent factor field of one partition.
+
+- LATENT_DOMAIN: exactly one row per (group of the published grouping, grid bucket), no row
+  outside that grid, z finite and factor inside the policy's ``factor_clip``.
+- LATENT_MEAN_FACTOR: the mean factor over all rows against its expectation. The stationary
+  Z of a group is N(0, σ²), so before clipping the factor exp(Z − σ²/2) has mean exactly 1;
+  clipping to [lo, hi] moves it to m(σ) = lo·Φ(α_lo) + Φ(β_hi) − Φ(β_lo) + hi·(1 − Φ(α_hi))
+  with α = (ln c + σ²/2)/σ and β = (ln c − σ²/2)/σ — a tiny bias for the default σ. The rule
+  passes when |mean − mean over groups of m(σ_g)| ≤ ``mean_factor_tolerance``; figures hold
+  the mean, its expectation, the deviation from 1 and n.
+- RNG_REDERIVE_S2: ``rng_rederive_sample`` (group, bucket) cells, evenly spaced over the
+  partition in (group, bucket) order, recomputed with the law's kernel ``latent_field`` over
+  just the bucket range the sample spans — which starts elsewhere than the partition, so
+  this also exercises partition-freeness — and compared bit for bit (z and factor) with the
+  published values.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from engine_core.checks.contract import schema_rule
+from engine_core.checks.law import published_groups, read_latent
+from engine_core.checks.verdicts import Offences, RuleResult, complete, guarded, verdict
+from engine_core.checks.world_index import WorldIndex
+from engine_core.kernels.latent import latent_field
+
+US = 1_000_000
+
+
+def _phi(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def clipped_lognormal_mean(sigma: float, lo: float, hi: float) -> float:
+    """E[clip(exp(σZ − σ²/2), lo, hi)] for Z ~ N(0, 1)."""
+    h = 0.5 * sigma * sigma
+    a_lo, a_hi = (math.log(lo) + h) / sigma, (math.log(hi) + h) / sigma
+    b_lo, b_hi = (math.log(lo) - h) / sigma, (math.log(hi) - h) / sigma
+    return lo * _phi(a_lo) + (_phi(b_hi) - _phi(b_lo)) + hi * (1.0 - _phi(a_hi))
+
+
+def evenly_spaced(n_total: int, n_sample: int) -> np.ndarray:
+    """``n_sample`` indices spread evenly over range(n_total) (all of them when fewer)."""
+    if n_total <= n_sample:
+        return np.arange(n_total, dtype=np.int64)
+    k = np.arange(n_sample, dtype=np.float64)
+    return np.floor((k + 0.5) * n_total / n_sample).astype(np.int64)
+
+
+def s2_rules(engine, year: int) -> list[RuleResult]:
+    results = [
+        guarded(
+            "LATENT_SCHEMA", lambda: schema_rule(engine, "LATENT_SCHEMA", "latent_intensity", year)
+        )
+    ]
+    try:
+        results += _latent_checks(engine, year)
+    except Exception as exc:
+        return complete("s2", results, exc)
+    return complete("s2", results)
+
+
+def _latent_checks(engine, year: int) -> list[RuleResult]:
+    w = engine.window(year)
+    index = WorldIndex(engine)
+    groups = published_groups(engine, year, index)
+    lat = read_latent(engine, year, groups.group_ids, with_z=True)
+    pol = engine.policy
+    lo, hi = pol.latent.factor_clip
+    G, B = lat.tally.shape
+    D = w.bucket_seconds
+
+    def cell(g: int, b: int) -> str:
+        start = WorldIndex.utc_label((w.first_bucket + b) * D * US)
+        return f"group={groups.group_ids[g]} bucket={start}"
+
+    # ---------------------------------------------------------------- LATENT_DOMAIN
+    off = Offences()
+    off.add(lat.stray_rows, lat.stray_examples)
+    bad_tally = np.argwhere(lat.tally != 1)
+    off.add(
+        len(bad_tally),
+        [f"{cell(g, b)}; {int(lat.tally[g, b])} rows" for g, b in bad_tally[:5]],
+    )
+    present = lat.tally > 0
+    f = lat.factor
+    out_clip = np.argwhere(present & ~((f >= lo) & (f <= hi) & np.isfinite(lat.z)))
+    off.add(
+        len(out_clip),
+        [
+            f"{cell(g, b)}; factor={f[g, b]!r} z={lat.z[g, b]!r} outside [{lo}, {hi}]"
+            for g, b in out_clip[:5]
+        ],
+    )
+    domain = verdict(
+        "LATENT_DOMAIN",
+        off.ok,
+        {
+            "rows": lat.rows,
+            "groups": G,
+            "buckets": B,
+            "expected_rows": G * B,
+            "cells_not_once": len(bad_tally),
+            "stray_rows": lat.stray_rows,
+            "outside_clip": len(out_clip),
+            "factor_clip": [lo, hi],
+        },
+        off.examples,
+    )
+
+    # ---------------------------------------------------------------- LATENT_MEAN_FACTOR
+    law = engine.grouping
+    law_pos = {g: k for k, g in enumerate(law.group_ids)}
+    sig = np.array([law.sigma[law_pos[g]] if g in law_pos else np.nan for g in groups.group_ids])
+    vals = f[present]
+    mean = float(vals.mean()) if len(vals) else math.nan
+    known = np.isfinite(sig)
+    expected = (
+        float(np.mean([clipped_lognormal_mean(s, lo, hi) for s in sig[known]]))
+        if known.any()
+        else 1.0
+    )
+    tol = pol.validation.mean_factor_tolerance
+    ok = len(vals) > 0 and abs(mean - expected) <= tol
+    mean_r = verdict(
+        "LATENT_MEAN_FACTOR",
+        ok,
+        {
+            "mean": mean,
+            "expected_mean": expected,
+            "deviation_from_1": mean - 1.0,
+            "n": len(vals),
+            "groups": G,
+            "tolerance": tol,
+        },
+        [f"latent_intensity; mean factor {mean:.4f}, expected {expected:.4f} ± {tol}"],
+    )
+
+    # ---------------------------------------------------------------- RNG_REDERIVE_S2
+    picks = evenly_spaced(G * B, pol.validation.rng_rederive_sample)
+    off = Offences()
+    pick_g, pick_b = np.divmod(picks, B)
+    law_k = np.array([law_pos.get(g, -1) for g in groups.group_ids], dtype=np.int64)
+    sampled = np.unique(pick_g[law_k[pick_g] >= 0])
+    if len(picks):
+        # one call over the sampled groups and the bucket range the picks span: a range that
+        # starts where the partition does not, which the law must not notice
+        b_lo, b_hi = int(pick_b.min()), int(pick_b.max()) + 1
+        k = law_k[sampled]
+        z_law = np.empty((len(sampled), b_hi - b_lo))
+        f_law = np.empty_like(z_law)
+        latent_field(
+            law.keys[k],
+            law.sigma[k],
+            law.length_scale[k],
+            w.first_bucket + b_lo,
+            b_hi - b_lo,
+            pol.latent.block_buckets,
+            lo,
+            hi,
+            z_law,
+            f_law,
+        )
+        row_of = np.full(G, -1, dtype=np.int64)
+        row_of[sampled] = np.arange(len(sampled))
+    for g, b in zip(pick_g.tolist(), pick_b.tolist(), strict=True):
+        label = cell(g, b)
+        if law_k[g] < 0:
+            off.add(1, [f"{label}; group is not in the documented grouping"])
+            continue
+        zl, fl = z_law[row_of[g], b - b_lo], f_law[row_of[g], b - b_lo]
+        if not (zl == lat.z[g, b] and fl == f[g, b]):
+            off.add(
+                1,
+                [
+                    f"{label}; published z={lat.z[g, b]!r} factor={f[g, b]!r}, law "
+                    f"z={zl!r} factor={fl!r}"
+                ],
+            )
+    rederive = verdict(
+        "RNG_REDERIVE_S2", off.ok, {"sampled": len(picks), "mismatches": off.count}, off.examples
+    )
+    return [domain, mean_r, rederive]

@@ -1,0 +1,432 @@
+"""S3 rules: the sparse bucket counts of one partition.
+
+Every row is checked; the cells S3 did not write (N = 0) are covered through the law: μ of
+every (series, grid bucket) cell is recomputed (engine_core/checks/law.py).
+
+- COUNTS_KEY_UNIQUE: (series, bucket) unique over all rows; count > 0 on every row.
+- COUNTS_DOMAIN_ALIGN: every row's bucket_start_utc is a bucket of the published time grid
+  (the previous system's ``bucket_missing``), every row names a series of the world, and every
+  series of the world has routing targets in the world tables — a site in its (merchant,
+  country, tzid) unless VIRTUAL_ONLY, an edge of its merchant unless NON_VIRTUAL.
+- COUNTS_COMPLETENESS: ``_totals.json`` says every series × grid bucket was sampled
+  (cells_sampled = series · buckets for the world's series and the window's buckets), and its
+  rows, Σcount, Σμ and capped agree with the file.
+- COUNTS_CAP: count ≤ max_count_per_bucket on every row; capped ⇒ count = max_count_per_bucket.
+- COUNTS_DISPERSION: over every cell with μ > ε that was not capped, two z-scores:
+  mean   z₁ = (Σ N − Σ μ) / √(Σ v),           v = μ + μ²/κ  (Poisson: v = μ);
+  spread z₂ = Σ [(N − μ)² − v] / √(Σ (k₄ + 2v²)),
+  k₄ = μ(1+a)(1+6a+6a²) with a = μ/κ the fourth cumulant of NB2 (Poisson: k₄ = μ), so that
+  Var[(N − μ)²] = k₄ + 2v². Cells are independent given μ, so both are ≈ N(0, 1) under the
+  law; N = 0 cells enter with (0 − μ)² = μ², which is why μ of every cell is recomputed rather
+  than read from the N > 0 rows (a statistic over those rows alone is biased). Passes when
+  |z₁| and |z₂| ≤ ``dispersion_z_max``.
+- RNG_REDERIVE_S3: μ of every row equals the law's μ bit for bit; no row sits in a cell with
+  μ ≤ ε (no draw there); totals' blocks = number of cells with μ > ε (RNG accounting); and
+  ``rng_rederive_sample`` cells — half evenly spaced over the rows, half evenly spaced over
+  all series × buckets (mostly N = 0 cells) — redrawn with ``count_draw`` (count and capped
+  flag) and compared with what was published.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from engine_core.checks.contract import schema_rule
+from engine_core.checks.law import law_mu, published_groups, read_latent
+from engine_core.checks.rules_s2 import evenly_spaced
+from engine_core.checks.verdicts import Offences, RuleResult, complete, guarded, verdict
+from engine_core.checks.world_index import WorldIndex, boolean, i64
+from engine_core.kernels.arrivals import MODE_PHYSICAL, MODE_VIRTUAL
+from engine_core.kernels.counts import count_draw
+
+US = 1_000_000
+REL_TOL = 1e-9  # float sums of the same numbers in another order
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def cell_moments(mu, n, capped, kappa, poisson, eps, out):
+    """out = [Σμ_all, cells μ>ε, undefined μ, ΣN, Σμ, Σv, Σ((N-μ)²-v), Σ(k4+2v²)] over the
+    chunk; the last five over cells with μ > ε and not capped."""
+    s_all = 0.0
+    blocks = 0
+    undefined = 0
+    s_n = 0.0
+    s_mu = 0.0
+    s_v = 0.0
+    s_t = 0.0
+    s_var = 0.0
+    for i in nb.prange(mu.shape[0]):
+        k = kappa[i]
+        for j in range(mu.shape[1]):
+            m = mu[i, j]
+            if not math.isfinite(m):
+                undefined += 1
+                continue
+            s_all += m
+            if m <= eps:
+                continue
+            blocks += 1
+            if capped[i, j]:
+                continue
+            a = 0.0 if poisson else m / k
+            v = m * (1.0 + a)
+            k4 = v * (1.0 + 6.0 * a + 6.0 * a * a)
+            d = n[i, j] - m
+            s_n += n[i, j]
+            s_mu += m
+            s_v += v
+            s_t += d * d - v
+            s_var += k4 + 2.0 * v * v
+    out[0] += s_all
+    out[1] += blocks
+    out[2] += undefined
+    out[3] += s_n
+    out[4] += s_mu
+    out[5] += s_v
+    out[6] += s_t
+    out[7] += s_var
+
+
+def routable_series(index: WorldIndex) -> tuple[np.ndarray, np.ndarray]:
+    """(sites in the series' (merchant, country, tzid), edges of its merchant) per series,
+    counted from the world tables."""
+    site_key = (index.site_merchant * index.n_c + index.site_country) * index.n_z + index.site_zone
+    series_key = (
+        index.series_merchant * index.n_c + index.series_country
+    ) * index.n_z + index.series_zone
+    sk = np.sort(site_key)
+    n_sites = np.searchsorted(sk, series_key, side="right") - np.searchsorted(sk, series_key)
+    n_edges = (index.m_edge_hi - index.m_edge_lo)[index.series_merchant]
+    return n_sites, n_edges
+
+
+def s3_rules(engine, year: int) -> list[RuleResult]:
+    results = [
+        guarded(
+            "COUNTS_SCHEMA", lambda: schema_rule(engine, "COUNTS_SCHEMA", "bucket_counts", year)
+        )
+    ]
+    try:
+        results += _counts_checks(engine, year)
+    except Exception as exc:
+        return complete("s3", results, exc)
+    return complete("s3", results)
+
+
+def _counts_checks(engine, year: int) -> list[RuleResult]:
+    w = engine.window(year)
+    pol = engine.policy
+    cnt = pol.counts
+    index = WorldIndex(engine)
+    S, B, D = engine.model.n_series, w.n_buckets, w.bucket_seconds
+    bucket_us = D * US
+    label = index.cell_label
+
+    t = engine.read_dataset("bucket_counts", year)
+    R = t.num_rows
+    _, s = index.series_rows(t)
+    start = i64(t.column("bucket_start_utc"))
+    count = i64(t.column("count"))
+    mu_pub = t.column("mu").to_numpy(zero_copy_only=False).astype(np.float64)
+    capped = boolean(t.column("capped"))
+    b = np.floor_divide(start, bucket_us) - w.first_bucket
+    grid = i64(
+        engine.read_dataset("time_grid", year, ["bucket_start_utc"]).column("bucket_start_utc")
+    )
+    in_grid = np.isin(start, grid) & (start % bucket_us == 0) & (b >= 0) & (b < B)
+    known = s >= 0
+    ok = known & in_grid
+
+    def row_label(i: int) -> str:
+        if known[i]:
+            return (
+                f"series={index.series_label(int(s[i]))} "
+                f"bucket={WorldIndex.utc_label(int(start[i]))}"
+            )
+        r = t.slice(int(i), 1).to_pylist()[0]
+        return (
+            f"series={r['merchant_id']}|{r['legal_country_iso']}|{r['zone_tzid']}|"
+            f"{r['channel_group']} bucket={WorldIndex.utc_label(int(start[i]))}"
+        )
+
+    # ---------------------------------------------------------------- COUNTS_DOMAIN_ALIGN
+    off = Offences()
+    missing_bucket = np.flatnonzero(~in_grid)
+    off.add(
+        len(missing_bucket),
+        [
+            f"{row_label(i)}; bucket_missing: not a bucket of the published time grid"
+            for i in missing_bucket[:5]
+        ],
+    )
+    foreign = np.flatnonzero(~known)
+    off.add(len(foreign), [f"{row_label(i)}; not a series of the world" for i in foreign[:5]])
+    n_sites, n_edges = routable_series(index)
+    mode = index.series_mode
+    unroutable = np.flatnonzero(
+        ((mode != MODE_VIRTUAL) & (n_sites == 0)) | ((mode != MODE_PHYSICAL) & (n_edges == 0))
+    )
+    off.add(
+        len(unroutable),
+        [
+            f"series={index.series_label(int(i))}; no routing target "
+            f"(sites {int(n_sites[i])}, edges {int(n_edges[i])})"
+            for i in unroutable[:5]
+        ],
+    )
+    domain = verdict(
+        "COUNTS_DOMAIN_ALIGN",
+        off.ok,
+        {
+            "rows": R,
+            "bucket_missing": len(missing_bucket),
+            "unknown_series": len(foreign),
+            "unroutable_series": len(unroutable),
+            "grid_buckets": len(grid),
+        },
+        off.examples,
+    )
+
+    # ---------------------------------------------------------------- COUNTS_KEY_UNIQUE
+    off = Offences()
+    rows_ok = np.flatnonzero(ok)
+    cell = s[rows_ok] * B + b[rows_ok]
+    order = np.argsort(cell, kind="stable")
+    cell_sorted = cell[order]
+    rows_sorted = rows_ok[order]
+    dup = np.flatnonzero(cell_sorted[1:] == cell_sorted[:-1]) + 1
+    off.add(len(dup), [f"{row_label(rows_sorted[i])}; duplicate (series, bucket)" for i in dup[:5]])
+    outside = np.flatnonzero(~ok)
+    if len(outside):
+        raw = (
+            t.select(
+                [
+                    "merchant_id",
+                    "legal_country_iso",
+                    "zone_tzid",
+                    "channel_group",
+                    "bucket_start_utc",
+                ]
+            )
+            .take(outside)
+            .to_pylist()
+        )
+        seen: set[tuple] = set()
+        for k, r in enumerate(raw):
+            key = tuple(r.values())
+            if key in seen:
+                off.add(1, [f"{row_label(outside[k])}; duplicate (series, bucket)"])
+            seen.add(key)
+    nonpos = np.flatnonzero(count <= 0)
+    off.add(
+        len(nonpos),
+        [f"{row_label(i)}; count={int(count[i])} (only N > 0 is written)" for i in nonpos[:5]],
+    )
+    unique = verdict(
+        "COUNTS_KEY_UNIQUE",
+        off.ok,
+        {"rows": R, "duplicates": off.count - len(nonpos), "count_not_positive": len(nonpos)},
+        off.examples,
+    )
+
+    # ---------------------------------------------------------------- COUNTS_CAP
+    mx = cnt.max_count_per_bucket
+    over = np.flatnonzero(count > mx)
+    wrong_flag = np.flatnonzero(capped & (count != mx))
+    off = Offences()
+    off.add(len(over), [f"{row_label(i)}; count={int(count[i])} > max {mx}" for i in over[:5]])
+    off.add(
+        len(wrong_flag),
+        [f"{row_label(i)}; capped but count={int(count[i])} != {mx}" for i in wrong_flag[:5]],
+    )
+    cap = verdict(
+        "COUNTS_CAP",
+        off.ok,
+        {
+            "rows": R,
+            "capped": int(capped.sum()),
+            "over_max": len(over),
+            "capped_not_at_max": len(wrong_flag),
+            "max_count_per_bucket": mx,
+        },
+        off.examples,
+    )
+
+    # ---------------------------------------------------------------- COUNTS_COMPLETENESS
+    totals = engine.read_totals("bucket_counts", year)
+    want = {
+        "series": S,
+        "buckets": B,
+        "cells_sampled": S * B,
+        "rows": R,
+        "sum_count": int(count.sum()),
+        "capped": int(capped.sum()),
+    }
+    off = Offences()
+    for key, value in want.items():
+        got = totals.get(key)
+        if got != value:
+            off.add(1, [f"_totals.json; {key}={got}, expected {value}"])
+    sum_mu = float(mu_pub.sum())
+    if not math.isclose(
+        float(totals.get("sum_mu", math.nan)), sum_mu, rel_tol=REL_TOL, abs_tol=1e-9
+    ):
+        off.add(1, [f"_totals.json; sum_mu={totals.get('sum_mu')}, the rows sum to {sum_mu}"])
+    completeness = verdict(
+        "COUNTS_COMPLETENESS",
+        off.ok,
+        {
+            "totals": totals,
+            "file_rows": R,
+            "file_sum_count": want["sum_count"],
+            "expected_cells": S * B,
+        },
+        off.examples,
+    )
+
+    # ---------------------------------------------------------------- the law over all cells
+    groups = published_groups(engine, year, index)
+    lat = read_latent(engine, year, groups.group_ids)
+    kappa = np.ascontiguousarray(engine.grouping.kappa, dtype=np.float64)
+    poisson = cnt.law == "poisson"
+    eps = cnt.mu_epsilon
+    sums = np.zeros(8)
+    n_samp = pol.validation.rng_rederive_sample
+    pick_rows = rows_sorted[evenly_spaced(len(rows_sorted), n_samp // 2)]
+    pick_cells = evenly_spaced(S * B, n_samp - len(pick_rows))
+    sample_cells = np.unique(np.concatenate([s[pick_rows] * B + b[pick_rows], pick_cells]))
+    sample_mu = np.full(len(sample_cells), np.nan)
+    mu_bad = Offences()
+    no_draw = Offences()
+    for lo, hi, mu in law_mu(engine, year, lat.factor, groups.group_of_series):
+        a, z = np.searchsorted(cell_sorted, [lo * B, hi * B])
+        local = cell_sorted[a:z] - lo * B
+        rows = rows_sorted[a:z]
+        n_dense = np.bincount(local, weights=count[rows], minlength=(hi - lo) * B)
+        cap_dense = np.zeros((hi - lo) * B, dtype=np.bool_)
+        cap_dense[local[capped[rows]]] = True
+        flat = mu.reshape(-1)
+        law_row_mu = flat[local]
+        bad = np.flatnonzero(~(law_row_mu == mu_pub[rows]))
+        mu_bad.add(
+            len(bad),
+            [
+                f"{row_label(rows[i])}; mu={mu_pub[rows[i]]!r}, the law gives {law_row_mu[i]!r}"
+                for i in bad[: mu_bad.want()]
+            ],
+        )
+        nd = np.flatnonzero(law_row_mu <= eps)
+        no_draw.add(
+            len(nd),
+            [
+                f"{row_label(rows[i])}; count={int(count[rows[i]])} where "
+                f"μ={law_row_mu[i]!r} ≤ ε (no draw)"
+                for i in nd[:5]
+            ],
+        )
+        cell_moments(
+            mu,
+            n_dense.reshape(hi - lo, B),
+            cap_dense.reshape(hi - lo, B),
+            kappa[lo:hi],
+            poisson,
+            eps,
+            sums,
+        )
+        ka, kz = np.searchsorted(sample_cells, [lo * B, hi * B])
+        sample_mu[ka:kz] = flat[sample_cells[ka:kz] - lo * B]
+
+    # ---------------------------------------------------------------- COUNTS_DISPERSION
+    s_all, blocks, undefined, s_n, s_mu, s_v, s_t, s_var = sums.tolist()
+    z_max = pol.validation.dispersion_z_max
+    z_mean = (s_n - s_mu) / math.sqrt(s_v) if s_v > 0 else 0.0
+    z_disp = s_t / math.sqrt(s_var) if s_var > 0 else 0.0
+    ok_disp = undefined == 0 and abs(z_mean) <= z_max and abs(z_disp) <= z_max
+    dispersion = verdict(
+        "COUNTS_DISPERSION",
+        ok_disp,
+        {
+            "law": cnt.law,
+            "z_mean": z_mean,
+            "z_dispersion": z_disp,
+            "z_max": z_max,
+            "sum_count": s_n,
+            "sum_mu": s_mu,
+            "sum_var": s_v,
+            "dispersion_ratio": (s_t + s_v) / s_v if s_v > 0 else None,
+            "sum_mu_all_law": s_all,
+            "sum_mu_all_totals": totals.get("sum_mu_all"),
+            "cells": int(blocks),
+            "undefined_mu_cells": int(undefined),
+        },
+        [f"bucket_counts; mean z={z_mean:.2f}, dispersion z={z_disp:.2f} (|z| ≤ {z_max})"]
+        + (
+            [f"bucket_counts; {int(undefined)} cells without a law μ (no group or factor)"]
+            if undefined
+            else []
+        ),
+    )
+
+    # ---------------------------------------------------------------- RNG_REDERIVE_S3
+    off = Offences()
+    off.add(mu_bad.count, mu_bad.examples)
+    off.add(no_draw.count, no_draw.examples)
+    if undefined:
+        off.add(int(undefined), [f"bucket_counts; {int(undefined)} cells without a law μ"])
+    if totals.get("blocks") != int(blocks):
+        off.add(
+            1,
+            [
+                f"_totals.json; blocks={totals.get('blocks')}, the law draws {int(blocks)}"
+                " (cells with μ > ε)"
+            ],
+        )
+    keys = engine.model.series_keys("S3.count.v1", pol.namespace, int(engine.config.seed))
+    pos = np.searchsorted(cell_sorted, sample_cells)
+    pos_c = np.minimum(pos, max(len(cell_sorted) - 1, 0))
+    has_row = (
+        (pos < len(cell_sorted)) & (cell_sorted[pos_c] == sample_cells)
+        if len(cell_sorted)
+        else np.zeros(len(sample_cells), dtype=np.bool_)
+    )
+    redrawn = 0
+    for k, c in enumerate(sample_cells.tolist()):
+        si, bi = divmod(c, B)
+        m = float(sample_mu[k])
+        if m > eps:
+            n_law, cap_law = count_draw(
+                keys[si], w.first_bucket + bi, m, kappa[si], poisson, cnt.max_count_per_bucket
+            )
+        else:
+            n_law, cap_law = 0, False
+        redrawn += 1
+        r = rows_sorted[pos[k]] if has_row[k] else -1
+        n_pub = int(count[r]) if r >= 0 else 0
+        c_pub = bool(capped[r]) if r >= 0 else False
+        if not math.isfinite(m) or n_pub != int(n_law) or c_pub != bool(cap_law):
+            off.add(
+                1,
+                [
+                    f"{label(si, w.first_bucket + bi, D)}; published count={n_pub} "
+                    f"capped={c_pub}, the law draws {int(n_law)} capped={bool(cap_law)} "
+                    f"(μ={m!r})"
+                ],
+            )
+    rederive = verdict(
+        "RNG_REDERIVE_S3",
+        off.ok,
+        {
+            "sampled_cells": redrawn,
+            "sampled_rows": len(pick_rows),
+            "mu_mismatch_rows": mu_bad.count,
+            "rows_without_draw": no_draw.count,
+            "blocks_law": int(blocks),
+            "blocks_totals": totals.get("blocks"),
+            "mismatches": off.count,
+        },
+        off.examples,
+    )
+    return [unique, domain, completeness, cap, dispersion, rederive]

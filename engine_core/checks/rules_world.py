@@ -1,0 +1,117 @@
+"""World rules: the inputs of a run, judged once per run (not per partition).
+
+- WORLD_VALID: the world tables pass every input rule again (docs/world.md), their
+  fingerprint is the one the output is filed under, and the engine's world model builds
+  (every series routable).
+- RNG_KEYS_UNIQUE: within each RNG family the Philox keys of all its streams in this world are
+  distinct — S2.latent.v1 over the latent groups, S3/S4 families over the series.
+- TZ_COVERAGE: the engine's tz tables are exact for the partitions' years plus one year either
+  side (local dates of the first and last bucket), and every tzid the world uses has rules.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine_core.checks.verdicts import Offences, RuleResult, complete, guarded, verdict
+from engine_core.rng.streams import FAMILIES, group_stream, stream_keys
+
+
+def world_valid(engine) -> RuleResult:
+    from engine_core.world.fingerprint import world_fingerprint
+    from engine_core.world.validate import canonical_world_tables
+
+    tables = engine.world.tables
+    figures = {name: t.num_rows for name, t in tables.items()}
+    canonical_world_tables(tables)  # raises EngineError on the first broken input rule
+    fp = world_fingerprint(tables)
+    m = engine.model  # raises WORLD_SERIES_NO_SITE / WORLD_NO_EDGES
+    figures.update(
+        {
+            "series_routable": m.n_series,
+            "tzids": len(m.tzids),
+            "fingerprint": fp,
+            "source": engine.world.source,
+        }
+    )
+    examples = []
+    if fp != engine.world_fingerprint:
+        examples.append(
+            f"world; fingerprint {fp[:12]} differs from the run's {engine.world_fingerprint[:12]}"
+        )
+    return verdict("WORLD_VALID", not examples, figures, examples)
+
+
+def rng_keys_unique(engine) -> RuleResult:
+    ns = engine.policy.namespace
+    seed = int(engine.config.seed)
+    g = engine.grouping
+    off = Offences()
+    figures: dict[str, dict[str, int]] = {}
+    for family in FAMILIES:
+        if family == "S2.latent.v1":
+            names = [group_stream(gid.split("|", 1)[1]) for gid in g.group_ids]
+        else:
+            m = engine.model
+            names = [m.series_key(i) for i in range(m.n_series)]
+        keys = stream_keys(family, ns, seed, names)
+        uniq, first, counts = np.unique(keys, return_index=True, return_counts=True)
+        figures[family] = {
+            "streams": len(keys),
+            "distinct_names": len(set(names)),
+            "distinct_keys": len(uniq),
+        }
+        dup_names = len(names) - len(set(names))
+        if dup_names:
+            off.add(dup_names, [f"{family}; {dup_names} streams share a stream name"])
+        for k in np.flatnonzero(counts > 1):
+            same = [names[i] for i in np.flatnonzero(keys == uniq[k])]
+            off.add(
+                int(counts[k]) - 1,
+                [f"{family} key={int(uniq[k]):016x}; shared by {', '.join(same[:3])}"],
+            )
+    return verdict(
+        "RNG_KEYS_UNIQUE", off.ok, {"families": figures, "collisions": off.count}, off.examples
+    )
+
+
+def tz_coverage(engine) -> RuleResult:
+    from engine_core.tz import covers, tzdata_version
+
+    tz = engine.tz
+    lo, hi = min(engine.years) - 1, max(engine.years) + 1
+    used = list(engine.model.tzids)
+    off = Offences()
+    if not covers(tz, lo, hi):
+        off.add(
+            1, [f"tz tables; built for {tz.year_lo}..{tz.year_hi}, the partitions need {lo}..{hi}"]
+        )
+    have = {name: i for i, name in enumerate(tz.tzids)}
+    for name in used:
+        i = have.get(name)
+        if i is None:
+            off.add(1, [f"tzid={name}; not in the tz tables"])
+        elif tz.zone_start[i + 1] <= tz.zone_start[i]:
+            off.add(1, [f"tzid={name}; no offset rules"])
+    figures = {
+        "tzids": len(used),
+        "years_needed": [lo, hi],
+        "years_built": [int(tz.year_lo), int(tz.year_hi)],
+        "tzdata_version": tzdata_version(),
+        "table_version": tz.tzdata_version,
+    }
+    if tz.tzdata_version != tzdata_version():
+        off.add(
+            1, [f"tz tables; built from tzdata {tz.tzdata_version}, installed {tzdata_version()}"]
+        )
+    return verdict("TZ_COVERAGE", off.ok, figures, off.examples)
+
+
+def world_rules(engine) -> list[RuleResult]:
+    """The world rules of this run, in catalogue order (each fails rather than raises)."""
+    results = [
+        guarded("WORLD_VALID", lambda: world_valid(engine)),
+        guarded("RNG_KEYS_UNIQUE", lambda: rng_keys_unique(engine)),
+        guarded("TZ_COVERAGE", lambda: tz_coverage(engine)),
+    ]
+    return complete("world", results)

@@ -1,0 +1,46 @@
+import datetime as dt
+
+import dagster as dg
+import pytest
+
+from engine_assets.definitions import ENGINE_ASSETS
+from engine_assets.partitions import (
+    ENGINE_BACKFILL_POLICY,
+    EnginePartition,
+    engine_partitions,
+    parse_partition_key,
+)
+
+
+def test_key_string_orders_dimensions_alphabetically():
+    assert str(EnginePartition(2026, "baseline").key) == "baseline|2026"
+
+
+@pytest.mark.parametrize(
+    "key", ["baseline|2026", dg.MultiPartitionKey({"year": "2026", "scenario": "baseline"})]
+)
+def test_plain_string_and_multi_key_parse_alike(key):
+    p = parse_partition_key(key)
+    assert p == EnginePartition(2026, "baseline")
+    assert p.start == dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    assert p.end == dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize("bad", ["2026|baseline", "nope|2026", "baseline|26"])
+def test_malformed_keys_are_rejected(bad):
+    with pytest.raises(ValueError):
+        parse_partition_key(bad)
+
+
+def test_current_year_is_listed_and_next_year_is_not():
+    keys = engine_partitions.get_partition_keys(current_time=dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
+    assert "baseline|2026" in keys and "stress|2026" in keys
+    assert "baseline|2027" not in keys
+    assert "baseline|2024" in keys and "baseline|2023" not in keys
+
+
+def test_every_asset_shares_partitions_and_backfill_policy():
+    for assets_def in ENGINE_ASSETS:
+        assert assets_def.partitions_def == engine_partitions
+        assert assets_def.backfill_policy == ENGINE_BACKFILL_POLICY
+    assert ENGINE_BACKFILL_POLICY.max_partitions_per_run == 1
