@@ -637,36 +637,42 @@ class Engine:
         )
 
     def _s4_batches(self, w: Window):
-        """S3 rows in order, cut at (merchant, bucket) boundaries into ~S4_EVENTS_PER_CHUNK."""
-        files = self.dataset_files("bucket_counts", w.year)
+        """S3 rows in order, cut at (merchant, bucket) boundaries into chunks of about
+        S4_EVENTS_PER_CHUNK events (more only when one (merchant, bucket) alone is larger)."""
+        cols = ["merchant_id", "legal_country_iso", "zone_tzid", "channel_group",
+                "bucket_start_utc", "count"]
         carry: pa.Table | None = None
-        for f in files:
+        for f in self.dataset_files("bucket_counts", w.year):
             pf = pq.ParquetFile(f, filesystem=self.storage.fs)
-            for rb in pf.iter_batches(batch_size=1 << 18, columns=[
-                    "merchant_id", "legal_country_iso", "zone_tzid", "channel_group",
-                    "bucket_start_utc", "count"]):
+            for rb in pf.iter_batches(batch_size=1 << 16, columns=cols):
                 t = pa.Table.from_batches([rb])
-                carry = t if carry is None else pa.concat_tables([carry, t])
-                counts = carry.column("count").to_numpy()
-                if counts.sum() < S4_EVENTS_PER_CHUNK:
-                    continue
-                cut = self._last_group_boundary(carry)
-                if cut == 0:
-                    continue
-                yield carry.slice(0, cut)
-                carry = carry.slice(cut)
+                carry = t if carry is None else pa.concat_tables([carry, t]).combine_chunks()
+                while True:
+                    cum = np.cumsum(carry.column("count").to_numpy())
+                    if cum[-1] < S4_EVENTS_PER_CHUNK:
+                        break
+                    reach = int(np.searchsorted(cum, S4_EVENTS_PER_CHUNK)) + 1
+                    cut = self._group_boundary_at_or_after(carry, reach)
+                    if cut >= carry.num_rows:
+                        break  # the group may continue in the next batch
+                    yield carry.slice(0, cut)
+                    carry = carry.slice(cut)
         if carry is not None and carry.num_rows:
             yield carry
 
     @staticmethod
-    def _last_group_boundary(t: pa.Table) -> int:
+    def _group_boundary_at_or_after(t: pa.Table, i: int) -> int:
+        """The first row index >= i that starts a new (merchant, bucket) group."""
         mid = t.column("merchant_id").to_numpy()
         b = t.column("bucket_start_utc").cast(pa.int64()).to_numpy()
         n = len(mid)
-        k = n - 1
-        while k > 0 and mid[k] == mid[k - 1] and b[k] == b[k - 1]:
-            k -= 1
-        return k
+        if i <= 0:
+            return 0
+        if i >= n:
+            return n
+        new = (mid[i:] != mid[i - 1 : n - 1]) | (b[i:] != b[i - 1 : n - 1])
+        hit = np.flatnonzero(new)
+        return i + int(hit[0]) if len(hit) else n
 
     def _run_s4_window(self, w: Window, rep: ProgressReporter,
                        state: dict) -> tuple[int, list[str]]:
