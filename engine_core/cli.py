@@ -6,7 +6,8 @@
     arrival-engine world check DIR
 
 Progress goes to stderr; the last line on stdout is a JSON summary. Exit codes: 0 success,
-1 validation failed, 2 bad input (the error code is printed on stderr).
+1 validation failed, 2 bad input (the error code is printed on stderr), 3 an internal
+error (a defect: traceback and INTERNAL_ERROR on stderr).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 
 from engine_core.errors import EngineError
 
-EXIT_OK, EXIT_FAILED_VALIDATION, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED_VALIDATION, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 def _parse_ts(text: str) -> dt.datetime:
@@ -116,6 +117,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_world(args)
     except EngineError as exc:
         return _report_bad_input(exc)
+    except Exception as exc:  # a defect, not bad input: keep it apart from exit 1 and 2
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        print(f"INTERNAL_ERROR: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(json.dumps({"passed": False, "error": {"code": "INTERNAL_ERROR",
+                                                     "message": f"{type(exc).__name__}: {exc}"}}))
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -264,11 +264,11 @@ def _publish_object_store(storage: Storage, staging_root: str, final_dir: str):
             ):
                 shutil.copyfileobj(src, dst, 8 << 20)
             sizes[name] = os.path.getsize(local)
-        keep = {f"{final_dir}/{name}" for name in names}
+        keep = {*names, PUBLISHED_MARKER}
         listing = storage.fs.get_file_info(FileSelector(final_dir, allow_not_found=True))
         for info in listing:
-            if info.type == FileType.File and info.path not in keep:
-                storage.fs.delete_file(info.path)
+            if info.type == FileType.File and info.base_name not in keep:
+                storage.fs.delete_file(f"{final_dir}/{info.base_name}")
         with storage.fs.open_output_stream(marker) as dst:
             dst.write(json.dumps({"files": names, "bytes": sizes}, sort_keys=True).encode())
     finally:

@@ -122,3 +122,17 @@ def test_republishing_a_state_withdraws_the_pass_flag(tmp_path):
     assert flag.exists()
     Engine(cfg).run_s3()
     assert not flag.exists()
+
+
+def test_internal_error_exits_3(monkeypatch, capsys):
+    from engine_core import cli as cli_mod
+
+    def boom(args):
+        raise RuntimeError("simulated defect")
+
+    monkeypatch.setattr(cli_mod, "_cmd_run", boom)
+    code = cli_mod.main(["run", "--start", "2026-01-01", "--end", "2026-01-02", "--out", "x"])
+    out = capsys.readouterr()
+    assert code == 3
+    assert "INTERNAL_ERROR: RuntimeError: simulated defect" in out.err
+    assert json.loads(out.out.strip().splitlines()[-1])["error"]["code"] == "INTERNAL_ERROR"
