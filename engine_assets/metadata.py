@@ -77,7 +77,7 @@ def identity_metadata(engine: Engine) -> dict[str, Any]:
         "parameter_hash": dg.MetadataValue.text(engine.parameter_hash),
         "tzdata_version": dg.MetadataValue.text(str(engine.tzdata_version)),
         "seed": dg.MetadataValue.int(int(engine.config.seed)),
-        "run_root": dg.MetadataValue.path(str(engine.run_root)),
+        "run_root": dg.MetadataValue.path(engine.storage.uri_for(str(engine.run_root))),
     }
 
 

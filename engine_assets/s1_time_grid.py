@@ -54,7 +54,7 @@ def s1(
     step.withdraw_passed_flag()
     result = step.call("s1", step.engine.run_s1)
     yield dg.MaterializeResult(asset_key=S1_TIME_GRID, metadata=step.metadata(result, "time_grid"))
-    grouping_path = step.dataset_path("grouping")
+    grouping_path = step.dataset_uri("grouping")
     yield dg.MaterializeResult(
         asset_key=S1_GROUPING,
         metadata=step.metadata(

@@ -32,7 +32,7 @@ def s2_latent_intensity(
     step.open_or_fail()
     step.withdraw_passed_flag()
     result = step.call("s2", step.engine.run_s2)
-    path = step.dataset_path("latent_intensity")
+    path = step.dataset_uri("latent_intensity")
     yield dg.MaterializeResult(
         metadata=step.metadata(
             result,

@@ -38,10 +38,10 @@ def s3_bucket_counts(
     step.open_or_fail()
     step.withdraw_passed_flag()
     result = step.call("s3", step.engine.run_s3)
-    path = step.dataset_path("bucket_counts")
+    path = step.dataset_uri("bucket_counts")
 
     def count_dispersion() -> bytes:
-        grouping = plots.read_sample(step.dataset_path("grouping"), ["kappa"])
+        grouping = plots.read_sample(step.dataset_uri("grouping"), ["kappa"])
         kappa = float(grouping["kappa"].median()) if not grouping.is_empty() else None
         return plots.count_dispersion_png(plots.read_sample(path, ["mu", "count"]), kappa)
 

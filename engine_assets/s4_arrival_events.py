@@ -42,7 +42,7 @@ def s4_arrival_events(
     step.open_or_fail()
     step.withdraw_passed_flag()
     result = step.call("s4", step.engine.run_s4)
-    path = step.dataset_path("arrival_events")
+    path = step.dataset_uri("arrival_events")
     world = step.engine.world
     cached: dict[str, pl.DataFrame] = {}
 

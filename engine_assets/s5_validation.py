@@ -37,7 +37,7 @@ def failed_rules(report: dict[str, Any]) -> list[dict[str, Any]]:
 def report_metadata(
     step: StateStep, report: dict[str, Any], passed: bool, elapsed_s: float
 ) -> dict[str, Any]:
-    base = step.dataset_path("validation")
+    base = step.dataset_uri("validation")
     failed = failed_rules(report)
     md: dict[str, Any] = {
         "passed": dg.MetadataValue.bool(bool(passed)),

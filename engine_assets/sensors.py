@@ -21,6 +21,17 @@ from engine_assets.resources import AlertSettings, EngineStorage
 SENSOR_NAME = "check_failure_alerts"
 RECORDS_PER_TICK = 500
 PARTITION_TAG = "dagster/partition"
+# Asset-backfill runs of one partition carry only the range tags (start == end).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def partition_of_tags(tags: dict[str, str]) -> str | None:
+    """The run's single partition key, from ``dagster/partition`` or a one-key range."""
+    if tags.get(PARTITION_TAG):
+        return tags[PARTITION_TAG]
+    start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
+    return start if start is not None and start == end else None
 
 
 def check_evaluation_records(
@@ -67,7 +78,7 @@ def check_failure_alerts(
     def run_partition(run_id: str) -> str | None:
         if run_id not in partitions:
             run = context.instance.get_run_by_id(run_id)
-            partitions[run_id] = run.tags.get(PARTITION_TAG) if run is not None else None
+            partitions[run_id] = partition_of_tags(run.tags) if run is not None else None
         return partitions[run_id]
 
     sent = 0

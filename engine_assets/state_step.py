@@ -60,6 +60,7 @@ class StateStep:
     def open(self) -> Engine:
         """Open the core engine (loads and fingerprints the world); raises EngineError."""
         self._engine = self.settings.open_engine(self.partition, self.storage, self.progress)
+        self._engine.storage.ensure_writable()
         self.context.log.info(
             f"partition {self.partition}: world={self.settings.world} seed={self.settings.seed} "
             f"world_fingerprint={self._engine.world_fingerprint[:12]} "
@@ -101,10 +102,16 @@ class StateStep:
 
     # ------------------------------------------------------------------------- outputs
     def dataset_path(self, dataset: str) -> str:
+        """The partition directory as a path of the storage's filesystem."""
         return str(self.engine.dataset_path(dataset, self.partition.year))
 
+    def dataset_uri(self, dataset: str) -> str:
+        """The same directory as something another reader can open: a local path, or an
+        ``s3://bucket/key?…`` URI carrying the root's endpoint options."""
+        return self.engine.storage.uri_for(self.dataset_path(dataset))
+
     def stats(self, dataset: str) -> DatasetStats:
-        return dataset_stats(self.dataset_path(dataset))
+        return dataset_stats(self.dataset_uri(dataset))
 
     def metadata(
         self,

@@ -214,16 +214,18 @@ def count_dispersion_png(
 def daily_counts(path: str) -> pl.DataFrame:
     """Arrivals per UTC day of a bucket-counts dataset, aggregated by a streaming scan over
     every row (a day's total is only right when no row is skipped; memory stays flat)."""
-    files = dataset_files(path)
-    if not files:
+    fs, _ = filesystem_for(path)
+    parts = []
+    for name in dataset_files(path):
+        with fs.open_input_file(name) as handle:
+            pf = pq.ParquetFile(handle)
+            for g in range(pf.metadata.num_row_groups):
+                t = pl.from_arrow(pf.read_row_group(g, columns=["bucket_start_utc", "count"]))
+                parts.append(t.group_by(pl.col("bucket_start_utc").dt.date().alias("day"))
+                             .agg(pl.col("count").sum()))
+    if not parts:
         return pl.DataFrame(schema={"day": pl.Date, "count": pl.Int64})
-    return (
-        pl.scan_parquet(files)
-        .group_by(pl.col("bucket_start_utc").dt.date().alias("day"))
-        .agg(pl.col("count").sum())
-        .sort("day")
-        .collect(engine="streaming")
-    )
+    return pl.concat(parts).group_by("day").agg(pl.col("count").sum()).sort("day")
 
 
 def daily_arrivals_png(daily: pl.DataFrame) -> bytes:

@@ -102,7 +102,7 @@ from engine_core.kernels.arrivals import generate_events
 from engine_core.tz import to_local_us
 
 US = 1_000_000
-ID_CLASS_BUDGET = 1 << 25  # arrival_ids held at once by EVENTS_ID_UNIQUE (x2 while sorting)
+ID_CLASS_BUDGET = 1 << 24  # arrival_ids held at once by EVENTS_ID_UNIQUE (x2 while sorting)
 REDERIVE_EVENT_BUDGET = 1 << 20
 INT64_MIN = np.iinfo(np.int64).min
 FAMILIES_S4 = ("S4.time.v1", "S4.site.v1", "S4.edge.v1", "S4.hybrid.v1")

@@ -103,12 +103,6 @@ def order_groups(group_evt_lo, group_bucket_start, ts, order_out):
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
-def gather_int64(src, order, out):
-    for i in nb.prange(order.shape[0]):
-        out[i] = src[order[i]]
-
-
-@nb.njit(cache=True, nogil=True, parallel=True)
 def event_rows(row_offset, out):
     """out[e] = the S3 row of event e (events laid out row after row)."""
     for r in nb.prange(row_offset.shape[0] - 1):
@@ -117,52 +111,96 @@ def event_rows(row_offset, out):
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
-def assemble_events(
-    order, row_offset, row_series, row_bucket, bucket_us,
-    ts, aid, target, virtual, zone, local, settle,
-    merchant_id, country_idx, zone_idx, channel_idx, settle_zone, site_id, edge_id,
-    o_aid, o_mid, o_country, o_zone, o_channel, o_bucket, o_ts, o_tz, o_local,
-    o_settle_tz, o_settle_local, o_site, o_edge, o_virtual, o_series,
+def realise_groups(
+    group_row_lo, group_evt_lo, group_seq0,  # [G+1], [G+1], [G]
+    row_series, row_bucket, row_count,  # per S3 row of the chunk
+    key_time, key_site, key_edge, key_hybrid, mode,  # per series
+    site_lo, site_n, edge_lo, edge_n, settle_zone,  # per series
+    merchant_id, country_idx, zone_idx, channel_idx,  # per series
+    site_prob, site_alias, site_zone, site_id,  # per site (alias layout order)
+    edge_prob, edge_alias, edge_zone, edge_id,  # per edge (alias layout order)
+    p_hybrid, bucket_us, zone_start, trans_us, offset_s,
+    o_aid, o_mid, o_country, o_zone, o_channel, o_bucket, o_seq, o_ts, o_tz, o_local,
+    o_settle_tz, o_settle_local, o_site, o_edge, o_virtual,
 ):
-    """Gather every output column in sorted order in one parallel pass.
+    """Generate, order and write the events of each (merchant, bucket) group in one pass.
 
-    Null site/edge/settlement entries get placeholder values; their validity masks are
-    ``o_virtual`` (site null), ``~o_virtual`` (edge null) and ``o_settle_tz < 0``.
+    Same law and same bytes as generate_events + order_groups + assemble_events: the time
+    blocks of a group are drawn first (in row, then j order) to sort it by (ts_utc, row, j);
+    routing, clocks and every output column are then produced in sorted order straight into
+    the output arrays. A group's scratch stays in cache; nothing of chunk size is gathered.
+    Null entries as in assemble_events (masks: o_virtual, ~o_virtual, o_settle_tz < 0).
     """
-    n = order.shape[0]
-    for k in nb.prange(n):
-        e = order[k]
-        # the S3 row of event e: binary search in row_offset
-        lo = 0
-        hi = row_offset.shape[0] - 1
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if row_offset[mid] <= e:
-                lo = mid
+    n_groups = group_evt_lo.shape[0] - 1
+    mask = np.int64(MAX_GROUP_EVENTS - 1)
+    for g in nb.prange(n_groups):
+        lo = group_evt_lo[g]
+        n = group_evt_lo[g + 1] - lo
+        keys = np.empty(n, dtype=np.int64)
+        ts_l = np.empty(n, dtype=np.int64)
+        aid_l = np.empty(n, dtype=np.uint64)
+        row_l = np.empty(n, dtype=np.int64)
+        j_l = np.empty(n, dtype=np.int64)
+        start_us = row_bucket[group_row_lo[g]] * bucket_us
+        i = 0
+        for r in range(group_row_lo[g], group_row_lo[g + 1]):
+            s = row_series[r]
+            ctr_hi = np.uint64(row_bucket[r])
+            for j in range(row_count[r]):
+                t0, t1 = philox_block(np.uint64(j), ctr_hi, key_time[s])
+                ts = place_us(start_us, bucket_us, to_uniform(t0))
+                ts_l[i] = ts
+                aid_l[i] = t1
+                row_l[i] = r
+                j_l[i] = j
+                keys[i] = ((ts - start_us) << GROUP_INDEX_BITS) | i
+                i += 1
+        keys.sort()
+        seq0 = group_seq0[g]
+        for k in range(n):
+            i = keys[k] & mask
+            e = lo + k
+            r = row_l[i]
+            s = row_series[r]
+            ctr_lo = np.uint64(j_l[i])
+            ctr_hi = np.uint64(row_bucket[r])
+            ts = ts_l[i]
+            m = mode[s]
+            virtual = m == MODE_VIRTUAL
+            if m == MODE_HYBRID:
+                h0, _ = philox_block(ctr_lo, ctr_hi, key_hybrid[s])
+                virtual = to_uniform(h0) < p_hybrid
+            if virtual:
+                x0, _ = philox_block(ctr_lo, ctr_hi, key_edge[s])
+                tgt = edge_lo[s] + alias_pick(edge_prob, edge_alias, edge_lo[s], edge_n[s],
+                                              to_uniform(x0))
+                zone = edge_zone[tgt]
+                o_site[e] = 0
+                o_edge[e] = edge_id[tgt]
+                sz = settle_zone[s]
+                o_settle_tz[e] = sz
+                if sz >= 0:
+                    off = offset_at(zone_start, trans_us, offset_s, sz, ts)
+                    o_settle_local[e] = ts + np.int64(off) * US
+                else:
+                    o_settle_local[e] = 0
             else:
-                hi = mid
-        r = lo
-        s = row_series[r]
-        o_series[k] = s
-        o_aid[k] = aid[e]
-        o_mid[k] = merchant_id[s]
-        o_country[k] = country_idx[s]
-        o_zone[k] = zone_idx[s]
-        o_channel[k] = channel_idx[s]
-        o_bucket[k] = row_bucket[r] * bucket_us
-        o_ts[k] = ts[e]
-        o_tz[k] = zone[e]
-        o_local[k] = local[e]
-        v = virtual[e]
-        o_virtual[k] = v
-        if v:
-            o_site[k] = 0
-            o_edge[k] = edge_id[target[e]]
-            sz = settle_zone[s]
-            o_settle_tz[k] = sz
-            o_settle_local[k] = settle[e] if sz >= 0 else 0
-        else:
-            o_site[k] = site_id[target[e]]
-            o_edge[k] = 0
-            o_settle_tz[k] = -1
-            o_settle_local[k] = 0
+                x0, _ = philox_block(ctr_lo, ctr_hi, key_site[s])
+                tgt = site_lo[s] + alias_pick(site_prob, site_alias, site_lo[s], site_n[s],
+                                              to_uniform(x0))
+                zone = site_zone[tgt]
+                o_site[e] = site_id[tgt]
+                o_edge[e] = 0
+                o_settle_tz[e] = -1
+                o_settle_local[e] = 0
+            o_aid[e] = aid_l[i]
+            o_mid[e] = merchant_id[s]
+            o_country[e] = country_idx[s]
+            o_zone[e] = zone_idx[s]
+            o_channel[e] = channel_idx[s]
+            o_bucket[e] = start_us
+            o_seq[e] = seq0 + k
+            o_ts[e] = ts
+            o_tz[e] = zone
+            o_local[e] = ts + np.int64(offset_at(zone_start, trans_us, offset_s, zone, ts)) * US
+            o_virtual[e] = virtual

@@ -28,7 +28,7 @@ def warm_up() -> float:
     """Call each kernel once; return the seconds that took (0.0 after the first time)."""
     if _done[0]:
         return 0.0
-    from engine_core.kernels.arrivals import assemble_events, generate_events, order_groups
+    from engine_core.kernels.arrivals import generate_events, realise_groups
     from engine_core.kernels.counts import bucket_counts, target_intensity
     from engine_core.kernels.latent import latent_field
 
@@ -55,14 +55,13 @@ def warm_up() -> float:
                     i64, ones, np.full(1, -1, np.int32), f64, i64, i32, f64, i64,
                     i32, 0.35, 3600 * 1_000_000, zone_start, trans, off,
                     out_i64[0], u64.copy(), out_i64[1], b1, i32.copy(), out_i64[2], i64.copy())
-    order = np.zeros(1, np.int64)
-    order_groups(ro, i64, out_i64[0], order)
     outs = [np.zeros(1, t) for t in (np.uint64, np.uint64, np.int32, np.int32, np.int32,
-                                      np.int64, np.int64, np.int32, np.int64, np.int32,
-                                      np.int64, np.uint64, np.uint64, np.bool_, np.int64)]
-    assemble_events(order, ro, i64, i64, 3600 * 1_000_000, out_i64[0], u64, i64, b1, i32,
-                    out_i64[2], i64, u64, i32, i32, i32, np.full(1, -1, np.int32), u64, u64,
-                    *outs)
+                                      np.int64, np.int64, np.int64, np.int32, np.int64,
+                                      np.int32, np.int64, np.uint64, np.uint64, np.bool_)]
+    realise_groups(ro, ro, i64, i64, i64, ones, u64, u64, u64, u64, np.zeros(1, np.int8),
+                   i64, ones, i64, ones, np.full(1, -1, np.int32), u64, i32, i32, i32,
+                   f64, i64, i32, u64, f64, i64, i32, u64, 0.35, 3600 * 1_000_000,
+                   zone_start, trans, off, *outs)
     _done[0] = True
     _done[1] = time.perf_counter() - t0
     return _done[1]

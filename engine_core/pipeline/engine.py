@@ -31,9 +31,7 @@ from engine_core.io.publish import write_json_atomic
 from engine_core.kernels.arrivals import (
     MAX_GROUP_EVENTS,
     MODE_HYBRID,
-    assemble_events,
-    generate_events,
-    order_groups,
+    realise_groups,
 )
 from engine_core.kernels.counts import bucket_counts, target_intensity
 from engine_core.kernels.jit import readonly, warm_up
@@ -65,13 +63,19 @@ EVENT_PARQUET_OPTS: dict[str, Any] = {
     "write_statistics": ["merchant_id", "bucket_start_utc", "ts_utc", "arrival_seq"],
 }
 S3_CELLS_PER_CHUNK = 4_000_000
-S4_EVENTS_PER_CHUNK = 4_000_000
+S4_EVENTS_PER_CHUNK = 3_000_000
 S4_WRITERS = 2
 TOTALS = "_totals.json"
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def release_memory() -> None:
+    """Hand memory Arrow's allocator keeps for reuse back to the OS between states, so the
+    next state's peak does not stack on the previous state's freed buffers."""
+    pa.default_memory_pool().release_unused()
 
 
 def _utc(ts: dt.datetime) -> dt.datetime:
@@ -527,6 +531,7 @@ class Engine:
             paths.append(f"{final}/part-00000.parquet")
             rows_total += totals["rows"]
             events_total += totals["sum_count"]
+        release_memory()
         rep.finish()
         return StateResult(
             jit_compile_s=jit_s,
@@ -625,6 +630,7 @@ class Engine:
             n_events, files = self._run_s4_window(w, rep, writer_state)
             events_total += n_events
             paths += files
+        release_memory()
         rep.finish()
         elapsed = time.perf_counter() - t0
         return StateResult(
@@ -725,62 +731,54 @@ class Engine:
         row_offset = np.zeros(len(counts) + 1, dtype=np.int64)
         np.cumsum(counts, out=row_offset[1:])
         n = int(row_offset[-1])
-        ts = np.empty(n, dtype=np.int64)
-        aid = np.empty(n, dtype=np.uint64)
-        target = np.empty(n, dtype=np.int64)
-        virtual = np.empty(n, dtype=np.bool_)
-        zone = np.empty(n, dtype=np.int32)
-        local = np.empty(n, dtype=np.int64)
-        settle = np.empty(n, dtype=np.int64)
-        generate_events(
-            row_series, row_bucket, row_offset,
-            keys["S4.time.v1"], keys["S4.site.v1"], keys["S4.edge.v1"], keys["S4.hybrid.v1"],
-            m.mode, m.site_lo, m.site_n, m.edge_lo, m.edge_n, m.settle_zone,
-            m.site_prob, m.site_alias, m.site_zone, m.edge_prob, m.edge_alias, m.edge_zone,
-            self.policy.routing.p_virtual_hybrid, bucket_us,
-            tz.zone_start, tz.trans_us, tz.offset_s,
-            ts, aid, target, virtual, zone, local, settle,
-        )
         # (merchant, bucket) groups: rows are sorted by merchant, bucket, series
         mids = m.merchant_id[row_series]
         new_group = np.ones(len(counts), dtype=np.bool_)
         new_group[1:] = (mids[1:] != mids[:-1]) | (row_bucket[1:] != row_bucket[:-1])
         g_first_row = np.flatnonzero(new_group)
-        group_evt_lo = np.append(row_offset[g_first_row], n).astype(np.int64)
+        group_row_lo = np.append(g_first_row, len(counts)).astype(np.int64)
+        group_evt_lo = row_offset[group_row_lo]
         if np.any(np.diff(group_evt_lo) >= MAX_GROUP_EVENTS):
             raise EngineError("CAPACITY_EXCEEDED", "a (merchant, bucket) holds more than "
                               f"{MAX_GROUP_EVENTS - 1} events", table="bucket_counts")
-        order = np.empty(n, dtype=np.int64)
-        order_groups(group_evt_lo, row_bucket[g_first_row] * bucket_us, ts, order)
+        # arrival_seq: 1.. per merchant, continuing across the chunks of the partition
+        g_mid = mids[g_first_row]
+        m_first = np.ones(len(g_mid), dtype=np.bool_)
+        m_first[1:] = g_mid[1:] != g_mid[:-1]
+        m_start_group = np.flatnonzero(m_first)
+        groups_per_m = np.diff(np.append(m_start_group, len(g_mid)))
+        m_evt_lo = group_evt_lo[m_start_group]
+        m_evt_hi = group_evt_lo[np.append(m_start_group[1:], len(g_mid))]
+        base = np.array([seq_next.get(int(x), 1) for x in g_mid[m_start_group]], dtype=np.int64)
+        group_seq0 = (group_evt_lo[:-1] - np.repeat(m_evt_lo, groups_per_m)
+                      + np.repeat(base, groups_per_m))
+        for k, mid_ in enumerate(g_mid[m_start_group].tolist()):
+            seq_next[int(mid_)] = int(base[k] + m_evt_hi[k] - m_evt_lo[k])
         out = {
             "aid": np.empty(n, np.uint64), "mid": np.empty(n, np.uint64),
             "country": np.empty(n, np.int32), "zone": np.empty(n, np.int32),
             "channel": np.empty(n, np.int32), "bucket": np.empty(n, np.int64),
-            "ts": np.empty(n, np.int64), "tz": np.empty(n, np.int32),
-            "local": np.empty(n, np.int64), "settle_tz": np.empty(n, np.int32),
-            "settle_local": np.empty(n, np.int64), "site": np.empty(n, np.uint64),
-            "edge": np.empty(n, np.uint64), "virtual": np.empty(n, np.bool_),
-            "series": np.empty(n, np.int64),
+            "seq": np.empty(n, np.int64), "ts": np.empty(n, np.int64),
+            "tz": np.empty(n, np.int32), "local": np.empty(n, np.int64),
+            "settle_tz": np.empty(n, np.int32), "settle_local": np.empty(n, np.int64),
+            "site": np.empty(n, np.uint64), "edge": np.empty(n, np.uint64),
+            "virtual": np.empty(n, np.bool_),
         }
-        assemble_events(
-            order, row_offset, row_series, row_bucket, bucket_us,
-            ts, aid, target, virtual, zone, local, settle,
-            m.merchant_id, m.country_idx, m.zone_idx, m.channel_idx, m.settle_zone,
-            m.site_id, m.edge_id if len(m.edge_id) else np.zeros(1, np.uint64),
+        realise_groups(
+            group_row_lo, group_evt_lo, group_seq0, row_series, row_bucket, counts,
+            keys["S4.time.v1"], keys["S4.site.v1"], keys["S4.edge.v1"], keys["S4.hybrid.v1"],
+            m.mode, m.site_lo, m.site_n, m.edge_lo, m.edge_n, m.settle_zone,
+            m.merchant_id, m.country_idx, m.zone_idx, m.channel_idx,
+            m.site_prob, m.site_alias, m.site_zone, m.site_id,
+            m.edge_prob, m.edge_alias, m.edge_zone, m.edge_id,
+            self.policy.routing.p_virtual_hybrid, bucket_us,
+            tz.zone_start, tz.trans_us, tz.offset_s,
             out["aid"], out["mid"], out["country"], out["zone"], out["channel"], out["bucket"],
-            out["ts"], out["tz"], out["local"], out["settle_tz"], out["settle_local"],
-            out["site"], out["edge"], out["virtual"], out["series"],
+            out["seq"], out["ts"], out["tz"], out["local"], out["settle_tz"],
+            out["settle_local"], out["site"], out["edge"], out["virtual"],
         )
         ev_mid = out["mid"]
-        # arrival_seq: 1.. per merchant, continuing across chunks of the partition
-        first = np.ones(n, dtype=np.bool_)
-        first[1:] = ev_mid[1:] != ev_mid[:-1]
-        starts = np.flatnonzero(first)
-        run_len = np.diff(np.append(starts, n))
-        base = np.array([seq_next.get(int(x), 1) for x in ev_mid[starts]], dtype=np.int64)
-        seq = np.arange(n, dtype=np.int64) + np.repeat(base - starts, run_len)
-        for k, s0 in enumerate(starts.tolist()):
-            seq_next[int(ev_mid[s0])] = int(base[k] + run_len[k])
+        seq = out["seq"]
         v = out["virtual"]
         n_virtual = int(v.sum())
         blocks["S4.time.v1"] += n

@@ -37,7 +37,7 @@ def _summary(engine: Engine, states: dict[str, Any], events: int, passed: bool,
         "jit_compile_s": round(engine.jit_compile_s, 3),
         "passed": bool(passed),
         "failed_rules": failed,
-        "out": engine.run_root,
+        "out": engine.storage.uri_for(engine.run_root),
         "years": engine.years,
         **engine.identity(),
     }

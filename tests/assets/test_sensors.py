@@ -112,3 +112,14 @@ def test_no_evaluations_means_no_alerts(instance, tmp_path):
 
 def test_sensor_is_stopped_by_default():
     assert check_failure_alerts.default_status == dg.DefaultSensorStatus.STOPPED
+
+
+def test_partition_of_backfill_range_tags():
+    from engine_assets.sensors import partition_of_tags
+
+    assert partition_of_tags({"dagster/partition": "baseline|2026"}) == "baseline|2026"
+    assert partition_of_tags({"dagster/asset_partition_range_start": "stress|2027",
+                              "dagster/asset_partition_range_end": "stress|2027"}) == "stress|2027"
+    assert partition_of_tags({"dagster/asset_partition_range_start": "baseline|2026",
+                              "dagster/asset_partition_range_end": "baseline|2027"}) is None
+    assert partition_of_tags({}) is None
