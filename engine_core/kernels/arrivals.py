@@ -112,6 +112,7 @@ def event_rows(row_offset, out):
 
 @nb.njit(cache=True, nogil=True, parallel=True)
 def realise_groups(
+    block_lo,  # [B+1]: group ranges of the work blocks (balanced by events)
     group_row_lo, group_evt_lo, group_seq0,  # [G+1], [G+1], [G]
     row_series, row_bucket, row_count,  # per S3 row of the chunk
     key_time, key_site, key_edge, key_hybrid, mode,  # per series
@@ -131,76 +132,106 @@ def realise_groups(
     the output arrays. A group's scratch stays in cache; nothing of chunk size is gathered.
     Null entries as in assemble_events (masks: o_virtual, ~o_virtual, o_settle_tz < 0).
     """
-    n_groups = group_evt_lo.shape[0] - 1
     mask = np.int64(MAX_GROUP_EVENTS - 1)
-    for g in nb.prange(n_groups):
-        lo = group_evt_lo[g]
-        n = group_evt_lo[g + 1] - lo
-        keys = np.empty(n, dtype=np.int64)
-        ts_l = np.empty(n, dtype=np.int64)
-        aid_l = np.empty(n, dtype=np.uint64)
-        row_l = np.empty(n, dtype=np.int64)
-        j_l = np.empty(n, dtype=np.int64)
-        start_us = row_bucket[group_row_lo[g]] * bucket_us
-        i = 0
-        for r in range(group_row_lo[g], group_row_lo[g + 1]):
-            s = row_series[r]
-            ctr_hi = np.uint64(row_bucket[r])
-            for j in range(row_count[r]):
-                t0, t1 = philox_block(np.uint64(j), ctr_hi, key_time[s])
-                ts = place_us(start_us, bucket_us, to_uniform(t0))
-                ts_l[i] = ts
-                aid_l[i] = t1
-                row_l[i] = r
-                j_l[i] = j
-                keys[i] = ((ts - start_us) << GROUP_INDEX_BITS) | i
-                i += 1
-        keys.sort()
-        seq0 = group_seq0[g]
-        for k in range(n):
-            i = keys[k] & mask
-            e = lo + k
-            r = row_l[i]
-            s = row_series[r]
-            ctr_lo = np.uint64(j_l[i])
-            ctr_hi = np.uint64(row_bucket[r])
-            ts = ts_l[i]
-            m = mode[s]
-            virtual = m == MODE_VIRTUAL
-            if m == MODE_HYBRID:
-                h0, _ = philox_block(ctr_lo, ctr_hi, key_hybrid[s])
-                virtual = to_uniform(h0) < p_hybrid
-            if virtual:
-                x0, _ = philox_block(ctr_lo, ctr_hi, key_edge[s])
-                tgt = edge_lo[s] + alias_pick(edge_prob, edge_alias, edge_lo[s], edge_n[s],
-                                              to_uniform(x0))
-                zone = edge_zone[tgt]
-                o_site[e] = 0
-                o_edge[e] = edge_id[tgt]
-                sz = settle_zone[s]
-                o_settle_tz[e] = sz
-                if sz >= 0:
-                    off = offset_at(zone_start, trans_us, offset_s, sz, ts)
-                    o_settle_local[e] = ts + np.int64(off) * US
-                else:
-                    o_settle_local[e] = 0
+    for blk in nb.prange(block_lo.shape[0] - 1):
+        for g in range(block_lo[blk], block_lo[blk + 1]):
+            _realise_group(
+                g, mask, group_row_lo, group_evt_lo, group_seq0, row_series, row_bucket,
+                row_count, key_time, key_site, key_edge, key_hybrid, mode, site_lo, site_n,
+                edge_lo, edge_n, settle_zone, merchant_id, country_idx, zone_idx, channel_idx,
+                site_prob, site_alias, site_zone, site_id, edge_prob, edge_alias, edge_zone,
+                edge_id, p_hybrid, bucket_us, zone_start, trans_us, offset_s, o_aid, o_mid,
+                o_country, o_zone, o_channel, o_bucket, o_seq, o_ts, o_tz, o_local,
+                o_settle_tz, o_settle_local, o_site, o_edge, o_virtual)
+
+
+def balanced_blocks(group_evt_lo: np.ndarray, n_blocks: int) -> np.ndarray:
+    """Cut groups into ``n_blocks`` contiguous ranges of about equal event counts, so that
+    parallel threads share the work evenly whatever the merchants' sizes (the output does
+    not depend on the cut)."""
+    n_groups = group_evt_lo.shape[0] - 1
+    total = group_evt_lo[-1] - group_evt_lo[0]
+    targets = group_evt_lo[0] + (total * np.arange(1, n_blocks)) // max(n_blocks, 1)
+    cuts = np.searchsorted(group_evt_lo[:-1], targets, side="left")
+    return np.unique(np.concatenate(([0], cuts, [n_groups]))).astype(np.int64)
+
+
+@nb.njit(cache=True, nogil=True)
+def _realise_group(
+    g, mask, group_row_lo, group_evt_lo, group_seq0, row_series, row_bucket, row_count,
+    key_time, key_site, key_edge, key_hybrid, mode, site_lo, site_n, edge_lo, edge_n,
+    settle_zone, merchant_id, country_idx, zone_idx, channel_idx, site_prob, site_alias,
+    site_zone, site_id, edge_prob, edge_alias, edge_zone, edge_id, p_hybrid, bucket_us,
+    zone_start, trans_us, offset_s, o_aid, o_mid, o_country, o_zone, o_channel, o_bucket,
+    o_seq, o_ts, o_tz, o_local, o_settle_tz, o_settle_local, o_site, o_edge, o_virtual,
+):
+    lo = group_evt_lo[g]
+    n = group_evt_lo[g + 1] - lo
+    keys = np.empty(n, dtype=np.int64)
+    ts_l = np.empty(n, dtype=np.int64)
+    aid_l = np.empty(n, dtype=np.uint64)
+    row_l = np.empty(n, dtype=np.int64)
+    j_l = np.empty(n, dtype=np.int64)
+    start_us = row_bucket[group_row_lo[g]] * bucket_us
+    i = 0
+    for r in range(group_row_lo[g], group_row_lo[g + 1]):
+        s = row_series[r]
+        ctr_hi = np.uint64(row_bucket[r])
+        for j in range(row_count[r]):
+            t0, t1 = philox_block(np.uint64(j), ctr_hi, key_time[s])
+            ts = place_us(start_us, bucket_us, to_uniform(t0))
+            ts_l[i] = ts
+            aid_l[i] = t1
+            row_l[i] = r
+            j_l[i] = j
+            keys[i] = ((ts - start_us) << GROUP_INDEX_BITS) | i
+            i += 1
+    keys.sort()
+    seq0 = group_seq0[g]
+    for k in range(n):
+        i = keys[k] & mask
+        e = lo + k
+        r = row_l[i]
+        s = row_series[r]
+        ctr_lo = np.uint64(j_l[i])
+        ctr_hi = np.uint64(row_bucket[r])
+        ts = ts_l[i]
+        m = mode[s]
+        virtual = m == MODE_VIRTUAL
+        if m == MODE_HYBRID:
+            h0, _ = philox_block(ctr_lo, ctr_hi, key_hybrid[s])
+            virtual = to_uniform(h0) < p_hybrid
+        if virtual:
+            x0, _ = philox_block(ctr_lo, ctr_hi, key_edge[s])
+            tgt = edge_lo[s] + alias_pick(edge_prob, edge_alias, edge_lo[s], edge_n[s],
+                                          to_uniform(x0))
+            zone = edge_zone[tgt]
+            o_site[e] = 0
+            o_edge[e] = edge_id[tgt]
+            sz = settle_zone[s]
+            o_settle_tz[e] = sz
+            if sz >= 0:
+                off = offset_at(zone_start, trans_us, offset_s, sz, ts)
+                o_settle_local[e] = ts + np.int64(off) * US
             else:
-                x0, _ = philox_block(ctr_lo, ctr_hi, key_site[s])
-                tgt = site_lo[s] + alias_pick(site_prob, site_alias, site_lo[s], site_n[s],
-                                              to_uniform(x0))
-                zone = site_zone[tgt]
-                o_site[e] = site_id[tgt]
-                o_edge[e] = 0
-                o_settle_tz[e] = -1
                 o_settle_local[e] = 0
-            o_aid[e] = aid_l[i]
-            o_mid[e] = merchant_id[s]
-            o_country[e] = country_idx[s]
-            o_zone[e] = zone_idx[s]
-            o_channel[e] = channel_idx[s]
-            o_bucket[e] = start_us
-            o_seq[e] = seq0 + k
-            o_ts[e] = ts
-            o_tz[e] = zone
-            o_local[e] = ts + np.int64(offset_at(zone_start, trans_us, offset_s, zone, ts)) * US
-            o_virtual[e] = virtual
+        else:
+            x0, _ = philox_block(ctr_lo, ctr_hi, key_site[s])
+            tgt = site_lo[s] + alias_pick(site_prob, site_alias, site_lo[s], site_n[s],
+                                          to_uniform(x0))
+            zone = site_zone[tgt]
+            o_site[e] = site_id[tgt]
+            o_edge[e] = 0
+            o_settle_tz[e] = -1
+            o_settle_local[e] = 0
+        o_aid[e] = aid_l[i]
+        o_mid[e] = merchant_id[s]
+        o_country[e] = country_idx[s]
+        o_zone[e] = zone_idx[s]
+        o_channel[e] = channel_idx[s]
+        o_bucket[e] = start_us
+        o_seq[e] = seq0 + k
+        o_ts[e] = ts
+        o_tz[e] = zone
+        o_local[e] = ts + np.int64(offset_at(zone_start, trans_us, offset_s, zone, ts)) * US
+        o_virtual[e] = virtual

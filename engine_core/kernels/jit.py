@@ -58,7 +58,7 @@ def warm_up() -> float:
     outs = [np.zeros(1, t) for t in (np.uint64, np.uint64, np.int32, np.int32, np.int32,
                                       np.int64, np.int64, np.int64, np.int32, np.int64,
                                       np.int32, np.int64, np.uint64, np.uint64, np.bool_)]
-    realise_groups(ro, ro, i64, i64, i64, ones, u64, u64, u64, u64, np.zeros(1, np.int8),
+    realise_groups(ro, ro, ro, i64, i64, i64, ones, u64, u64, u64, u64, np.zeros(1, np.int8),
                    i64, ones, i64, ones, np.full(1, -1, np.int32), u64, i32, i32, i32,
                    f64, i64, i32, u64, f64, i64, i32, u64, 0.35, 3600 * 1_000_000,
                    zone_start, trans, off, *outs)

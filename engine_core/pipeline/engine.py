@@ -31,6 +31,7 @@ from engine_core.io.publish import write_json_atomic
 from engine_core.kernels.arrivals import (
     MAX_GROUP_EVENTS,
     MODE_HYBRID,
+    balanced_blocks,
     realise_groups,
 )
 from engine_core.kernels.counts import bucket_counts, target_intensity
@@ -764,8 +765,9 @@ class Engine:
             "site": np.empty(n, np.uint64), "edge": np.empty(n, np.uint64),
             "virtual": np.empty(n, np.bool_),
         }
+        blocks_lo = balanced_blocks(group_evt_lo, 8 * self.threads)
         realise_groups(
-            group_row_lo, group_evt_lo, group_seq0, row_series, row_bucket, counts,
+            blocks_lo, group_row_lo, group_evt_lo, group_seq0, row_series, row_bucket, counts,
             keys["S4.time.v1"], keys["S4.site.v1"], keys["S4.edge.v1"], keys["S4.hybrid.v1"],
             m.mode, m.site_lo, m.site_n, m.edge_lo, m.edge_n, m.settle_zone,
             m.merchant_id, m.country_idx, m.zone_idx, m.channel_idx,
