@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine_core.checks.world_index import table_get
+from engine_core.checks.world_index import search_sorted, table_get
 from engine_core.kernels.arrivals import MODE_HYBRID, MODE_PHYSICAL, MODE_VIRTUAL
 
 # row flags: one bit per failed rule
@@ -62,21 +62,6 @@ COLUMNS = [
     "edge_id",
     "is_virtual",
 ]
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def _find(sorted_ids, lo, hi, value):
-    a = lo
-    b = hi
-    while a < b:
-        c = (a + b) >> 1
-        if sorted_ids[c] < value:
-            a = c + 1
-        else:
-            b = c
-    if a < hi and sorted_ids[a] == value:
-        return a
-    return -1
 
 
 @nb.njit(cache=True, nogil=True)
@@ -227,7 +212,7 @@ def scan_rows(
         if not have_m or mid[i] != last_mid:
             have_m = True
             last_mid = mid[i]
-            mi = _find(m_ids, 0, n_m, mid[i])
+            mi = search_sorted(m_ids, 0, n_m, mid[i])
             last_key = np.int64(-1)
         c = _code(country_map, country_raw, i)
         zz = _code(zone_map, zone_raw, i)

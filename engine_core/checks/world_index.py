@@ -24,7 +24,7 @@ UNKNOWN_CODE = -2  # a string that is not in the world's dictionary
 
 
 @nb.njit(cache=True, nogil=True)
-def _search_u64(sorted_ids: np.ndarray, lo: int, hi: int, value: np.uint64) -> int:
+def search_sorted(sorted_ids: np.ndarray, lo: int, hi: int, value: np.uint64) -> int:
     """Index of ``value`` in ``sorted_ids[lo:hi]`` or -1."""
     a = lo
     b = hi
@@ -91,7 +91,7 @@ def lookup_series(mid, country, zone, channel, m_ids, s_keys, s_index, n_c, n_z,
     for i in range(mid.shape[0]):
         if not have or mid[i] != last_mid:
             last_mid = mid[i]
-            last_m = _search_u64(m_ids, 0, n_m, mid[i])
+            last_m = search_sorted(m_ids, 0, n_m, mid[i])
             have = True
             last_key = np.int64(-1)
         m_out[i] = last_m

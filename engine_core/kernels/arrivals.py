@@ -33,6 +33,27 @@ GROUP_INDEX_BITS = 24
 MAX_GROUP_EVENTS = 1 << GROUP_INDEX_BITS
 
 
+@nb.njit(cache=True, nogil=True)
+def route_arrival(ctr_lo, ctr_hi, s, m, key_site, key_edge, key_hybrid, site_lo, site_n,
+                  edge_lo, edge_n, site_prob, site_alias, site_zone, edge_prob, edge_alias,
+                  edge_zone, p_hybrid):
+    """Routing of arrival (ctr_lo = j, ctr_hi = bucket) of series s: the HYBRID coin
+    (S4.hybrid.v1), then a site (S4.site.v1) or edge (S4.edge.v1) by alias. Returns
+    (is_virtual, target index in the site or edge layout, tz index of the target)."""
+    virtual = m == MODE_VIRTUAL
+    if m == MODE_HYBRID:
+        h0, _ = philox_block(ctr_lo, ctr_hi, key_hybrid[s])
+        virtual = to_uniform(h0) < p_hybrid
+    if virtual:
+        x0, _ = philox_block(ctr_lo, ctr_hi, key_edge[s])
+        tgt = edge_lo[s] + alias_pick(edge_prob, edge_alias, edge_lo[s], edge_n[s],
+                                      to_uniform(x0))
+        return True, tgt, edge_zone[tgt]
+    x0, _ = philox_block(ctr_lo, ctr_hi, key_site[s])
+    tgt = site_lo[s] + alias_pick(site_prob, site_alias, site_lo[s], site_n[s], to_uniform(x0))
+    return False, tgt, site_zone[tgt]
+
+
 @nb.njit(cache=True, nogil=True, parallel=True)
 def generate_events(
     row_series, row_bucket, row_offset,  # [R], [R], [R+1]
@@ -56,20 +77,10 @@ def generate_events(
             ctr_lo = np.uint64(j)
             t0, t1 = philox_block(ctr_lo, ctr_hi, key_time[s])
             ts = place_us(start_us, bucket_us, to_uniform(t0))
-            virtual = m == MODE_VIRTUAL
-            if m == MODE_HYBRID:
-                h0, _ = philox_block(ctr_lo, ctr_hi, key_hybrid[s])
-                virtual = to_uniform(h0) < p_hybrid
-            if virtual:
-                x0, _ = philox_block(ctr_lo, ctr_hi, key_edge[s])
-                tgt = edge_lo[s] + alias_pick(edge_prob, edge_alias, edge_lo[s], edge_n[s],
-                                              to_uniform(x0))
-                zone = edge_zone[tgt]
-            else:
-                x0, _ = philox_block(ctr_lo, ctr_hi, key_site[s])
-                tgt = site_lo[s] + alias_pick(site_prob, site_alias, site_lo[s], site_n[s],
-                                              to_uniform(x0))
-                zone = site_zone[tgt]
+            virtual, tgt, zone = route_arrival(
+                ctr_lo, ctr_hi, s, m, key_site, key_edge, key_hybrid, site_lo, site_n, edge_lo,
+                edge_n, site_prob, site_alias, site_zone, edge_prob, edge_alias, edge_zone,
+                p_hybrid)
             ts_out[e] = ts
             aid_out[e] = t1
             target_out[e] = tgt
@@ -196,16 +207,11 @@ def _realise_group(
         ctr_lo = np.uint64(j_l[i])
         ctr_hi = np.uint64(row_bucket[r])
         ts = ts_l[i]
-        m = mode[s]
-        virtual = m == MODE_VIRTUAL
-        if m == MODE_HYBRID:
-            h0, _ = philox_block(ctr_lo, ctr_hi, key_hybrid[s])
-            virtual = to_uniform(h0) < p_hybrid
+        virtual, tgt, zone = route_arrival(
+            ctr_lo, ctr_hi, s, mode[s], key_site, key_edge, key_hybrid, site_lo, site_n,
+            edge_lo, edge_n, site_prob, site_alias, site_zone, edge_prob, edge_alias, edge_zone,
+            p_hybrid)
         if virtual:
-            x0, _ = philox_block(ctr_lo, ctr_hi, key_edge[s])
-            tgt = edge_lo[s] + alias_pick(edge_prob, edge_alias, edge_lo[s], edge_n[s],
-                                          to_uniform(x0))
-            zone = edge_zone[tgt]
             o_site[e] = 0
             o_edge[e] = edge_id[tgt]
             sz = settle_zone[s]
@@ -216,10 +222,6 @@ def _realise_group(
             else:
                 o_settle_local[e] = 0
         else:
-            x0, _ = philox_block(ctr_lo, ctr_hi, key_site[s])
-            tgt = site_lo[s] + alias_pick(site_prob, site_alias, site_lo[s], site_n[s],
-                                          to_uniform(x0))
-            zone = site_zone[tgt]
             o_site[e] = site_id[tgt]
             o_edge[e] = 0
             o_settle_tz[e] = -1
