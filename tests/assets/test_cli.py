@@ -75,6 +75,10 @@ def test_job_backfill_of_two_years_runs_through_the_queue(tmp_path, monkeypatch)
     env = _env(tmp_path)
     monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
     shutil.copy(REPO / "dagster.yaml", Path(env["DAGSTER_HOME"]) / "dagster.yaml")
+    # Create and migrate the instance's SQLite storage once, before the daemon and the CLI
+    # open it side by side (two processes migrating a fresh database race in Alembic).
+    with dg.DagsterInstance.get() as instance:
+        instance.get_runs(limit=1)
     daemon = subprocess.Popen(
         [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
         cwd=REPO,

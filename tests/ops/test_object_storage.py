@@ -71,6 +71,14 @@ class S3Server:
         )
 
 
+def _root(summary: dict) -> str:
+    """The run root as bucket/key: the summary's ``out`` is an ``s3://bucket/key?…`` URI."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(summary["out"])
+    return f"{parts.netloc}{parts.path}"
+
+
 @pytest.fixture(scope="module")
 def s3_server(tmp_path_factory) -> Iterator[S3Server]:
     port = free_port()
@@ -118,7 +126,7 @@ def run_cli(out: str, env: dict[str, str], start: str, end: str) -> tuple[int, d
 
 def dataset_uri(summary: dict, dataset: str, year: int = 2026) -> str:
     # ``out`` is the run root inside the filesystem: bucket/prefix/<fp>/<hash>/seed=42
-    return f"s3://{summary['out']}/{dataset}/scenario=baseline/year={year}"
+    return f"s3://{_root(summary)}/{dataset}/scenario=baseline/year={year}"
 
 
 def test_a_partition_published_to_s3_reads_back_with_polars(s3_server, tmp_path):
@@ -127,7 +135,7 @@ def test_a_partition_published_to_s3_reads_back_with_polars(s3_server, tmp_path)
     )
     assert code == 0, stderr
     assert summary["passed"] is True and summary["years"] == [2026]
-    assert summary["out"].startswith(f"{BUCKET}/runs/")
+    assert _root(summary).startswith(f"{BUCKET}/runs/") and summary["out"].startswith("s3://")
     opts = s3_server.polars_options()
 
     events = pl.scan_parquet(f"{dataset_uri(summary, 'arrival_events')}/*.parquet",
@@ -144,7 +152,7 @@ def test_a_partition_published_to_s3_reads_back_with_polars(s3_server, tmp_path)
 
     # The whole run root as one Hive-partitioned dataset, as a downstream reader sees it.
     every = pl.scan_parquet(
-        f"s3://{summary['out']}/arrival_events/**/*.parquet",
+        f"s3://{_root(summary)}/arrival_events/**/*.parquet",
         storage_options=opts,
         hive_partitioning=True,
     )
