@@ -42,9 +42,13 @@ RUN_TIMEOUT_S = 240
 ALERT_TIMEOUT_S = 120  # the sensor ticks at most every 30 s
 
 
+UI_EXPECT_TIMEOUT_MS = 30_000  # pages load slowly while the run worker holds both cores
+
+
 def _expect():
     from playwright.sync_api import expect
 
+    expect.set_options(timeout=UI_EXPECT_TIMEOUT_MS)
     return expect
 
 
