@@ -10,16 +10,7 @@ from typing import Any
 
 import dagster as dg
 
-from engine_assets.asset_keys import (
-    GROUP,
-    S1_GROUPING,
-    S1_TIME_GRID,
-    S2_LATENT_INTENSITY,
-    S3_BUCKET_COUNTS,
-    S4_ARRIVAL_EVENTS,
-    S5_VALIDATION_REPORT,
-    WORLD,
-)
+from engine_assets.asset_keys import ALL_ASSETS, GROUP, S5_VALIDATION_REPORT
 from engine_assets.metadata import identity_metadata
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
@@ -59,14 +50,7 @@ def report_metadata(
     group_name=GROUP,
     partitions_def=engine_partitions,
     backfill_policy=ENGINE_BACKFILL_POLICY,
-    deps=[
-        WORLD,
-        S1_TIME_GRID,
-        S1_GROUPING,
-        S2_LATENT_INTENSITY,
-        S3_BUCKET_COUNTS,
-        S4_ARRIVAL_EVENTS,
-    ],
+    deps=[a for a in ALL_ASSETS if a != S5_VALIDATION_REPORT],
     kinds={"json", "parquet"},
     description="Per-partition validation report, issue table and _passed.flag (on PASS only).",
 )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine_core.checks.contract import schema_rule
-from engine_core.checks.verdicts import Offences, RuleResult, complete, guarded, verdict
+from engine_core.checks.verdicts import Offences, RuleResult, guarded, state_rules, verdict
 from engine_core.checks.world_index import WorldIndex, i64
 from engine_core.pipeline.model import build_grouping
 
@@ -178,15 +178,11 @@ def _grouping_checks(engine, year: int) -> tuple[RuleResult, RuleResult]:
 
 
 def s1_rules(engine, year: int) -> list[RuleResult]:
-    results = [
+    first = [
         guarded("GRID_SCHEMA", lambda: schema_rule(engine, "GRID_SCHEMA", "time_grid", year)),
         guarded("GRID_CONTIGUOUS", lambda: grid_contiguous(engine, year)),
         guarded(
             "GROUPING_SCHEMA", lambda: schema_rule(engine, "GROUPING_SCHEMA", "grouping", year)
         ),
     ]
-    try:
-        results += list(_grouping_checks(engine, year))
-    except Exception as exc:
-        return complete("s1", results, exc)
-    return complete("s1", results)
+    return state_rules("s1", first, lambda: _grouping_checks(engine, year))

@@ -23,7 +23,7 @@ import numpy as np
 
 from engine_core.checks.contract import schema_rule
 from engine_core.checks.law import published_groups, read_latent
-from engine_core.checks.verdicts import Offences, RuleResult, complete, guarded, verdict
+from engine_core.checks.verdicts import Offences, RuleResult, guarded, state_rules, verdict
 from engine_core.checks.world_index import WorldIndex
 from engine_core.kernels.latent import latent_field
 
@@ -51,16 +51,12 @@ def evenly_spaced(n_total: int, n_sample: int) -> np.ndarray:
 
 
 def s2_rules(engine, year: int) -> list[RuleResult]:
-    results = [
+    first = [
         guarded(
             "LATENT_SCHEMA", lambda: schema_rule(engine, "LATENT_SCHEMA", "latent_intensity", year)
         )
     ]
-    try:
-        results += _latent_checks(engine, year)
-    except Exception as exc:
-        return complete("s2", results, exc)
-    return complete("s2", results)
+    return state_rules("s2", first, lambda: _latent_checks(engine, year))
 
 
 def _latent_checks(engine, year: int) -> list[RuleResult]:

@@ -37,7 +37,7 @@ import numpy as np
 from engine_core.checks.contract import schema_rule
 from engine_core.checks.law import law_mu, published_groups, read_latent
 from engine_core.checks.rules_s2 import evenly_spaced
-from engine_core.checks.verdicts import Offences, RuleResult, complete, guarded, verdict
+from engine_core.checks.verdicts import Offences, RuleResult, guarded, state_rules, verdict
 from engine_core.checks.world_index import WorldIndex, boolean, i64
 from engine_core.kernels.arrivals import MODE_PHYSICAL, MODE_VIRTUAL
 from engine_core.kernels.counts import count_draw
@@ -104,16 +104,12 @@ def routable_series(index: WorldIndex) -> tuple[np.ndarray, np.ndarray]:
 
 
 def s3_rules(engine, year: int) -> list[RuleResult]:
-    results = [
+    first = [
         guarded(
             "COUNTS_SCHEMA", lambda: schema_rule(engine, "COUNTS_SCHEMA", "bucket_counts", year)
         )
     ]
-    try:
-        results += _counts_checks(engine, year)
-    except Exception as exc:
-        return complete("s3", results, exc)
-    return complete("s3", results)
+    return state_rules("s3", first, lambda: _counts_checks(engine, year))
 
 
 def _counts_checks(engine, year: int) -> list[RuleResult]:

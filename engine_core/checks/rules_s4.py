@@ -82,9 +82,9 @@ from engine_core.checks.verdicts import (
     MAX_EXAMPLES,
     Offences,
     RuleResult,
-    complete,
     guarded,
     pearson_z,
+    state_rules,
     verdict,
     z_of,
 )
@@ -109,16 +109,12 @@ FAMILIES_S4 = ("S4.time.v1", "S4.site.v1", "S4.edge.v1", "S4.hybrid.v1")
 
 
 def s4_rules(engine, year: int) -> list[RuleResult]:
-    results = [
+    first = [
         guarded(
             "EVENTS_SCHEMA", lambda: schema_rule(engine, "EVENTS_SCHEMA", "arrival_events", year)
         )
     ]
-    try:
-        results += EventChecks(engine, year).run()
-    except Exception as exc:
-        return complete("s4", results, exc)
-    return complete("s4", results)
+    return state_rules("s4", first, lambda: EventChecks(engine, year).run())
 
 
 class Batch:

@@ -70,6 +70,19 @@ def guarded(code: str, fn: Callable[[], RuleResult]) -> RuleResult:
         return not_evaluated(code, exc)
 
 
+def state_rules(
+    state: str, first: list[RuleResult], rest: Callable[[], Iterable[RuleResult]]
+) -> list[RuleResult]:
+    """A state's verdicts: ``first`` (each already guarded), then ``rest()``. When ``rest``
+    cannot be evaluated, every rule it would have judged fails with the error."""
+    results = list(first)
+    try:
+        results += list(rest())
+    except Exception as exc:
+        return complete(state, results, exc)
+    return complete(state, results)
+
+
 def complete(
     state: str, results: list[RuleResult], error: BaseException | str | None = None
 ) -> list[RuleResult]:
