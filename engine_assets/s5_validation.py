@@ -1,8 +1,11 @@
 """S5: the validation report of a partition, the gate for consumers outside Dagster.
 
-``run_s5`` re-runs every rule and publishes ``report.json`` and ``issues.parquet``, plus
-``_passed.flag`` only when every rule passed (blocking and warning alike: a consumer gating on
-the flag gets data that met every realism threshold too). The asset fails when the partition did
+``run_s5(reuse=True)`` gathers every rule's verdict and publishes ``report.json`` and
+``issues.parquet``, plus ``_passed.flag`` only when every rule passed. The verdicts the state
+assets' checks computed are reused when the partition's files are still exactly the ones they
+judged (engine_core/checks/memo.py); any other state is evaluated again, every row. "Every
+rule" means blocking and warning alike: a consumer gating on the flag gets data that met
+every realism threshold too. The asset fails when the partition did
 not pass, so a materialised ``s5_validation_report`` means a flagged, consumable partition.
 """
 
@@ -59,8 +62,13 @@ def s5_validation_report(
 ) -> dg.MaterializeResult:
     step = StateStep(context, storage, engine)
     step.open_or_fail()
-    result, report, passed = step.call("s5", step.engine.run_s5)
+    result, report, passed = step.call("s5", lambda: step.engine.run_s5(reuse=True))
     md = report_metadata(step, report, passed, result.elapsed_s)
+    reused = result.metrics.get("reused_verdicts", [])
+    md["reused_verdicts"] = dg.MetadataValue.json(reused)
+    context.log.info(
+        f"verdicts reused from this partition's asset checks (same files): {reused or 'none'}"
+    )
     if not passed:
         failed = failed_rules(report)
         blocking = [r.get("code") for r in failed if r.get("blocking")]

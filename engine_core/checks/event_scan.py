@@ -10,14 +10,13 @@ each merchant's last arrival_seq and ts_utc.
 
 from __future__ import annotations
 
-import queue
-import threading
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import numba as nb
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from engine_core.checks.world_index import search_sorted, table_get
 from engine_core.kernels.arrivals import MODE_HYBRID, MODE_PHYSICAL, MODE_VIRTUAL
@@ -43,8 +42,6 @@ ST_IN_BUCKET = 5  # rows whose offset entered the uniformity histogram
 N_STATS = 6
 
 UNIFORMITY_BINS = 100
-BATCH_ROWS = 1 << 20
-MAX_GROUP_ROWS = 1 << 22  # larger row groups are read in slices (memory bound)
 COLUMNS = [
     "arrival_id",
     "merchant_id",
@@ -342,53 +339,6 @@ def scan_rows(
     return n_hits
 
 
-def iter_batches(files: list[str], fs, columns: list[str]) -> Iterator[pa.Table]:
-    """The rows of ``files`` in order, a row group at a time (row groups above
-    ``MAX_GROUP_ROWS`` in slices of ``BATCH_ROWS``), the next one decoded in a background
-    thread while the caller works on the current one."""
-    q: queue.Queue = queue.Queue(maxsize=2)
-    stop = threading.Event()
-    done = object()
-
-    def produce() -> None:
-        try:
-            for f in files:
-                pf = pq.ParquetFile(f, filesystem=fs)
-                for g in range(pf.metadata.num_row_groups):
-                    if stop.is_set():
-                        return
-                    if pf.metadata.row_group(g).num_rows <= MAX_GROUP_ROWS:
-                        q.put(pf.read_row_group(g, columns=columns))
-                        continue
-                    for rb in pf.iter_batches(
-                        batch_size=BATCH_ROWS, row_groups=[g], columns=columns
-                    ):
-                        if stop.is_set():
-                            return
-                        q.put(pa.Table.from_batches([rb]))
-            q.put(done)
-        except BaseException as exc:  # handed to the consumer
-            q.put(exc)
-
-    th = threading.Thread(target=produce, daemon=True)
-    th.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while th.is_alive():
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                th.join(0.01)
-
-
 @nb.njit(cache=True, nogil=True, parallel=True)
 def duplicate_ids(ids, examples, n_chunks):
     """Number of arrival_ids equal to an earlier one; up to len(examples) duplicated values.
@@ -464,15 +414,79 @@ def duplicate_ids(ids, examples, n_chunks):
 
 
 @nb.njit(cache=True, nogil=True)
-def ids_of_class(ids, mask, cls):
-    """The ids whose low bits (``id & mask``) equal ``cls``, compacted."""
-    out = np.empty(ids.shape[0], dtype=np.uint64)
-    m = 0
+def split_by_class(ids, mask, out, bounds):
+    """Counting sort of ``ids`` by their low bits (``id & mask``) into ``out``; class p's ids
+    end up in out[bounds[p]:bounds[p+1]], in their original order."""
+    n_cls = bounds.shape[0] - 1
+    counts = np.zeros(n_cls, dtype=np.int64)
     for i in range(ids.shape[0]):
-        if ids[i] & mask == cls:
-            out[m] = ids[i]
-            m += 1
-    return out[:m].copy()
+        counts[np.int64(ids[i] & mask)] += 1
+    bounds[0] = 0
+    for p in range(n_cls):
+        bounds[p + 1] = bounds[p] + counts[p]
+    pos = bounds[:-1].copy()
+    for i in range(ids.shape[0]):
+        p = np.int64(ids[i] & mask)
+        out[pos[p]] = ids[i]
+        pos[p] += 1
+
+
+class IdClasses:
+    """Every arrival_id of a partition, held for EVENTS_ID_UNIQUE in ``n`` classes by their
+    low bits so that one class at a time fits in memory.
+
+    With one class the ids stay in memory. With more, each batch is split by class and the
+    classes are appended to files in a private temporary directory (``tempfile``: ``TMPDIR``,
+    8 bytes an event) — one pass over the partition, then one class read back at a time —
+    instead of re-reading the arrival_id column once per class. The directory is removed by
+    :meth:`close`."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.mask = np.uint64(n - 1)
+        self._mem: list[np.ndarray] = []
+        self._dir: str | None = None
+        self._files: list = []
+        if n > 1:
+            self._dir = tempfile.mkdtemp(prefix="arrival-ids-")
+            self._files = [
+                open(os.path.join(self._dir, f"class-{p:05d}.u64"), "wb")  # noqa: SIM115
+                for p in range(n)
+            ]
+
+    def add(self, ids: np.ndarray) -> None:
+        if self.n == 1:
+            self._mem.append(ids.copy())
+            return
+        out = np.empty_like(ids)
+        bounds = np.empty(self.n + 1, dtype=np.int64)
+        split_by_class(ids, self.mask, out, bounds)
+        for p, f in enumerate(self._files):
+            f.write(memoryview(out[bounds[p] : bounds[p + 1]]))
+
+    def classes(self) -> Iterator[np.ndarray]:
+        """Each class's ids, one array at a time."""
+        if self.n == 1:
+            arr = np.concatenate(self._mem) if self._mem else np.empty(0, dtype=np.uint64)
+            self._mem = []
+            yield arr
+            return
+        for f in self._files:
+            f.close()
+        for f in self._files:
+            arr = np.fromfile(f.name, dtype=np.uint64)
+            os.remove(f.name)
+            yield arr
+            del arr  # one class in memory at a time
+
+    def close(self) -> None:
+        for f in self._files:
+            f.close()
+        self._files = []
+        self._mem = []
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
 
 
 @nb.njit(cache=True, nogil=True)

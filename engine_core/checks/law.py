@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
+import pyarrow as pa
 
 from engine_core.checks.world_index import WorldIndex, dictionary_codes, i64
 
@@ -50,57 +52,61 @@ class Latent:
 
     factor: np.ndarray  # float64 [G, B], NaN where no row
     z: np.ndarray | None  # float64 [G, B], NaN where no row (only when asked for)
-    tally: np.ndarray  # int32 [G, B]: rows per cell (exactly 1 expected)
+    tally: np.ndarray  # uint8 [G, B]: rows per cell, saturating at 255 (exactly 1 expected)
     rows: int
     stray_rows: int  # rows whose group or bucket is not on the grid
     stray_examples: list[str]
 
 
+@nb.njit(cache=True, nogil=True)
+def tally_cells(tally, cells):
+    """tally[c] += 1 for every c in cells, saturating at 255."""
+    for c in cells:
+        if tally[c] < 255:
+            tally[c] += 1
+
+
 def read_latent(engine, year: int, group_ids: list[str], with_z: bool = False) -> Latent:
+    """Stream the S2 partition into dense [G, B] arrays: memory is the arrays plus two row
+    groups, never the table (a year of the reference world is 34 M rows)."""
     w = engine.window(year)
-    t = engine.read_dataset(
-        "latent_intensity",
-        year,
-        ["group_id", "bucket_start_utc", "factor"] + (["z"] if with_z else []),
-    )
-    gcode = dictionary_codes(t.column("group_id"), {g: k for k, g in enumerate(group_ids)})
-    start = i64(t.column("bucket_start_utc"))
-    bucket_us = w.bucket_seconds * US
-    b = np.floor_divide(start, bucket_us) - w.first_bucket
-    ok = (gcode >= 0) & (start % bucket_us == 0) & (b >= 0) & (b < w.n_buckets)
     G, B = len(group_ids), w.n_buckets
-    cell = gcode[ok].astype(np.int64) * B + b[ok]
-    columns = {"factor": t.column("factor"), "z": t.column("z") if with_z else None}
-    dense: dict[str, np.ndarray | None] = {}
-    if len(cell) == G * B and np.array_equal(cell, np.arange(G * B)):
-        # the layout S2 writes: (group, bucket) order, nothing missing or stray
-        tally = np.ones(G * B, dtype=np.int32)
-        for name, col in columns.items():
-            dense[name] = None if col is None else col.to_numpy().astype(np.float64)
-    else:
-        tally = np.bincount(cell, minlength=G * B).astype(np.int32)
-        for name, col in columns.items():
-            if col is None:
-                dense[name] = None
-                continue
-            v = np.full(G * B, np.nan)
-            v[cell] = col.to_numpy()[ok]
-            dense[name] = v
-    factor, z = dense["factor"], dense["z"]
-    stray = np.flatnonzero(~ok)
-    gnames = t.column("group_id").to_pylist() if len(stray) else []
-    examples = [
-        f"group={gnames[i]} bucket={WorldIndex.utc_label(start[i])}; not a (group, "
-        "grid bucket) of this partition"
-        for i in stray[:5]
-    ]
+    bucket_us = w.bucket_seconds * US
+    gindex = {g: k for k, g in enumerate(group_ids)}
+    factor = np.full(G * B, np.nan)
+    z = np.full(G * B, np.nan) if with_z else None
+    tally = np.zeros(G * B, dtype=np.uint8)
+    rows = 0
+    stray = 0
+    examples: list[str] = []
+    columns = ["group_id", "bucket_start_utc", "factor"] + (["z"] if with_z else [])
+    for t in engine.dataset_batches("latent_intensity", year, columns):
+        gcode = dictionary_codes(t.column("group_id"), gindex)
+        start = i64(t.column("bucket_start_utc"))
+        b = np.floor_divide(start, bucket_us) - w.first_bucket
+        ok = (gcode >= 0) & (start % bucket_us == 0) & (b >= 0) & (b < B)
+        cell = gcode[ok].astype(np.int64) * B + b[ok]
+        tally_cells(tally, cell)
+        factor[cell] = t.column("factor").to_numpy()[ok]
+        if z is not None:
+            z[cell] = t.column("z").to_numpy()[ok]
+        bad = np.flatnonzero(~ok)
+        if len(bad) and len(examples) < 5:
+            names = t.column("group_id").take(pa.array(bad[:5])).to_pylist()
+            examples += [
+                f"group={g} bucket={WorldIndex.utc_label(start[i])}; not a (group, grid "
+                "bucket) of this partition"
+                for g, i in zip(names, bad[:5], strict=True)
+            ]
+        stray += len(bad)
+        rows += t.num_rows
     return Latent(
         factor.reshape(G, B),
         None if z is None else z.reshape(G, B),
         tally.reshape(G, B),
-        t.num_rows,
-        len(stray),
-        examples,
+        rows,
+        stray,
+        examples[:5],
     )
 
 
@@ -120,9 +126,10 @@ def law_mu(
     # the calendar multipliers by local date, exactly as S3 built them
     day_mult, first_day = engine.day_multipliers(w)
     lam_max = engine.policy.counts.lambda_max
-    padded = np.vstack([factor, np.full((1, w.n_buckets), np.nan)])
     for lo, hi in series_chunks(engine.model.n_series, w.n_buckets):
         lam = engine.lambda_chunk(w, lo, hi, day_mult, first_day)
         g = group_of_series[lo:hi]
-        f = padded[np.where(g >= 0, g, len(factor))]
-        yield lo, hi, np.minimum(lam * f, lam_max)
+        f = factor[np.where(g >= 0, g, 0)] if len(factor) else np.full_like(lam, np.nan)
+        f[g < 0] = np.nan
+        np.multiply(lam, f, out=lam)
+        yield lo, hi, np.minimum(lam, lam_max, out=lam)

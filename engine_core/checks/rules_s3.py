@@ -33,6 +33,8 @@ import math
 
 import numba as nb
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from engine_core.checks.contract import schema_rule
 from engine_core.checks.law import law_mu, published_groups, read_latent
@@ -44,6 +46,14 @@ from engine_core.kernels.counts import count_draw
 
 US = 1_000_000
 REL_TOL = 1e-9  # float sums of the same numbers in another order
+KEY_COLUMNS = (
+    "merchant_id",
+    "legal_country_iso",
+    "zone_tzid",
+    "channel_group",
+    "bucket_start_utc",
+)
+BUCKET_COUNT_COLUMNS = (*KEY_COLUMNS, "mu", "count", "capped")
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
@@ -112,54 +122,141 @@ def s3_rules(engine, year: int) -> list[RuleResult]:
     return state_rules("s3", first, lambda: _counts_checks(engine, year))
 
 
+class CountRows:
+    """One streaming pass over the S3 partition: the per-row rules (domain, cap, count > 0)
+    judged batch by batch, and the rows on the (series, grid bucket) grid kept as compact
+    arrays sorted by cell — 25 bytes a row instead of the table (a reference year is 16 M
+    rows)."""
+
+    def __init__(self, engine, year: int, index: WorldIndex) -> None:
+        w = engine.window(year)
+        self.index = index
+        self.B, self.D = w.n_buckets, w.bucket_seconds
+        self.first = w.first_bucket
+        self.max_count = engine.policy.counts.max_count_per_bucket
+        self.grid = i64(
+            engine.read_dataset("time_grid", year, ["bucket_start_utc"]).column("bucket_start_utc")
+        )
+        files = engine.dataset_files("bucket_counts", year)
+        n_max = sum(
+            pq.ParquetFile(f, filesystem=engine.storage.fs).metadata.num_rows for f in files
+        )
+        cell = np.empty(n_max, dtype=np.int64)
+        count = np.empty(n_max, dtype=np.int64)
+        mu = np.empty(n_max, dtype=np.float64)
+        capped = np.empty(n_max, dtype=np.bool_)
+        self.rows = 0
+        self.sum_count = 0
+        self.sum_mu = 0.0
+        self.capped = 0
+        self.missing_bucket = Offences()
+        self.foreign = Offences()
+        self.nonpos = Offences()
+        self.over = Offences()
+        self.wrong_flag = Offences()
+        self.outside_dups = Offences()
+        self._seen_outside: set[tuple] = set()
+        k = 0
+        for t in engine.dataset_batches("bucket_counts", year, list(BUCKET_COUNT_COLUMNS)):
+            cells, rows, n_row, mu_row, cap_row = self._batch(t)
+            m = len(rows)
+            cell[k : k + m] = cells
+            count[k : k + m] = n_row[rows]
+            mu[k : k + m] = mu_row[rows]
+            capped[k : k + m] = cap_row[rows]
+            k += m
+        order = np.argsort(cell[:k], kind="stable")
+        self.cell = cell[order]
+        del cell
+        self.count = count[order]
+        del count
+        self.mu = mu[order]
+        del mu
+        self.cap = capped[order]
+
+    def _batch(self, t: pa.Table) -> tuple[np.ndarray, ...]:
+        """Judge one batch's rows; return (cells of the rows on the grid, those rows, count,
+        mu, capped)."""
+        index = self.index
+        bucket_us = self.D * US
+        _, s = index.series_rows(t)
+        start = i64(t.column("bucket_start_utc"))
+        n_row = i64(t.column("count"))
+        mu_row = t.column("mu").to_numpy(zero_copy_only=False).astype(np.float64)
+        cap_row = boolean(t.column("capped"))
+        b = np.floor_divide(start, bucket_us) - self.first
+        in_grid = np.isin(start, self.grid) & (start % bucket_us == 0) & (b >= 0) & (b < self.B)
+        known = s >= 0
+        ok = known & in_grid
+
+        def label(i: int) -> str:
+            if known[i]:
+                return (
+                    f"series={index.series_label(int(s[i]))} "
+                    f"bucket={WorldIndex.utc_label(int(start[i]))}"
+                )
+            r = t.slice(int(i), 1).to_pylist()[0]
+            return (
+                f"series={r['merchant_id']}|{r['legal_country_iso']}|{r['zone_tzid']}|"
+                f"{r['channel_group']} bucket={WorldIndex.utc_label(int(start[i]))}"
+            )
+
+        def judge(off: Offences, rows: np.ndarray, detail) -> None:
+            off.add(len(rows), [f"{label(i)}; {detail(i)}" for i in rows[: off.want()]])
+
+        mx = self.max_count
+        judge(
+            self.missing_bucket,
+            np.flatnonzero(~in_grid),
+            lambda i: "bucket_missing: not a bucket of the published time grid",
+        )
+        judge(self.foreign, np.flatnonzero(~known), lambda i: "not a series of the world")
+        judge(
+            self.nonpos,
+            np.flatnonzero(n_row <= 0),
+            lambda i: f"count={int(n_row[i])} (only N > 0 is written)",
+        )
+        judge(self.over, np.flatnonzero(n_row > mx), lambda i: f"count={int(n_row[i])} > max {mx}")
+        judge(
+            self.wrong_flag,
+            np.flatnonzero(cap_row & (n_row != mx)),
+            lambda i: f"capped but count={int(n_row[i])} != {mx}",
+        )
+        outside = np.flatnonzero(~ok)
+        if len(outside):  # off-grid rows have no cell: compare their raw keys
+            raw = t.select(list(KEY_COLUMNS)).take(outside).to_pylist()
+            for j, r in enumerate(raw):
+                key = tuple(r.values())
+                if key in self._seen_outside:
+                    self.outside_dups.add(1, [f"{label(outside[j])}; duplicate (series, bucket)"])
+                self._seen_outside.add(key)
+        self.rows += t.num_rows
+        self.sum_count += int(n_row.sum())
+        self.sum_mu += float(mu_row.sum())
+        self.capped += int(np.count_nonzero(cap_row))
+        rows = np.flatnonzero(ok)
+        return s[rows] * self.B + b[rows], rows, n_row, mu_row, cap_row
+
+    def cell_text(self, c: int) -> str:
+        s, b = divmod(int(c), self.B)
+        return self.index.cell_label(s, self.first + b, self.D)
+
+
 def _counts_checks(engine, year: int) -> list[RuleResult]:
     w = engine.window(year)
     pol = engine.policy
     cnt = pol.counts
     index = WorldIndex(engine)
     S, B, D = engine.model.n_series, w.n_buckets, w.bucket_seconds
-    bucket_us = D * US
     label = index.cell_label
-
-    t = engine.read_dataset("bucket_counts", year)
-    R = t.num_rows
-    _, s = index.series_rows(t)
-    start = i64(t.column("bucket_start_utc"))
-    count = i64(t.column("count"))
-    mu_pub = t.column("mu").to_numpy(zero_copy_only=False).astype(np.float64)
-    capped = boolean(t.column("capped"))
-    b = np.floor_divide(start, bucket_us) - w.first_bucket
-    grid = i64(
-        engine.read_dataset("time_grid", year, ["bucket_start_utc"]).column("bucket_start_utc")
-    )
-    in_grid = np.isin(start, grid) & (start % bucket_us == 0) & (b >= 0) & (b < B)
-    known = s >= 0
-    ok = known & in_grid
-
-    def row_label(i: int) -> str:
-        if known[i]:
-            return (
-                f"series={index.series_label(int(s[i]))} "
-                f"bucket={WorldIndex.utc_label(int(start[i]))}"
-            )
-        r = t.slice(int(i), 1).to_pylist()[0]
-        return (
-            f"series={r['merchant_id']}|{r['legal_country_iso']}|{r['zone_tzid']}|"
-            f"{r['channel_group']} bucket={WorldIndex.utc_label(int(start[i]))}"
-        )
+    rows = CountRows(engine, year, index)
+    R = rows.rows
+    cell_sorted = rows.cell
 
     # ---------------------------------------------------------------- COUNTS_DOMAIN_ALIGN
     off = Offences()
-    missing_bucket = np.flatnonzero(~in_grid)
-    off.add(
-        len(missing_bucket),
-        [
-            f"{row_label(i)}; bucket_missing: not a bucket of the published time grid"
-            for i in missing_bucket[:5]
-        ],
-    )
-    foreign = np.flatnonzero(~known)
-    off.add(len(foreign), [f"{row_label(i)}; not a series of the world" for i in foreign[:5]])
+    off.add(rows.missing_bucket.count, rows.missing_bucket.examples)
+    off.add(rows.foreign.count, rows.foreign.examples)
     n_sites, n_edges = routable_series(index)
     mode = index.series_mode
     unroutable = np.flatnonzero(
@@ -178,74 +275,46 @@ def _counts_checks(engine, year: int) -> list[RuleResult]:
         off.ok,
         {
             "rows": R,
-            "bucket_missing": len(missing_bucket),
-            "unknown_series": len(foreign),
+            "bucket_missing": rows.missing_bucket.count,
+            "unknown_series": rows.foreign.count,
             "unroutable_series": len(unroutable),
-            "grid_buckets": len(grid),
+            "grid_buckets": len(rows.grid),
         },
         off.examples,
     )
 
     # ---------------------------------------------------------------- COUNTS_KEY_UNIQUE
     off = Offences()
-    rows_ok = np.flatnonzero(ok)
-    cell = s[rows_ok] * B + b[rows_ok]
-    order = np.argsort(cell, kind="stable")
-    cell_sorted = cell[order]
-    rows_sorted = rows_ok[order]
     dup = np.flatnonzero(cell_sorted[1:] == cell_sorted[:-1]) + 1
-    off.add(len(dup), [f"{row_label(rows_sorted[i])}; duplicate (series, bucket)" for i in dup[:5]])
-    outside = np.flatnonzero(~ok)
-    if len(outside):
-        raw = (
-            t.select(
-                [
-                    "merchant_id",
-                    "legal_country_iso",
-                    "zone_tzid",
-                    "channel_group",
-                    "bucket_start_utc",
-                ]
-            )
-            .take(outside)
-            .to_pylist()
-        )
-        seen: set[tuple] = set()
-        for k, r in enumerate(raw):
-            key = tuple(r.values())
-            if key in seen:
-                off.add(1, [f"{row_label(outside[k])}; duplicate (series, bucket)"])
-            seen.add(key)
-    nonpos = np.flatnonzero(count <= 0)
     off.add(
-        len(nonpos),
-        [f"{row_label(i)}; count={int(count[i])} (only N > 0 is written)" for i in nonpos[:5]],
+        len(dup), [f"{rows.cell_text(cell_sorted[i])}; duplicate (series, bucket)" for i in dup[:5]]
     )
+    off.add(rows.outside_dups.count, rows.outside_dups.examples)
+    off.add(rows.nonpos.count, rows.nonpos.examples)
     unique = verdict(
         "COUNTS_KEY_UNIQUE",
         off.ok,
-        {"rows": R, "duplicates": off.count - len(nonpos), "count_not_positive": len(nonpos)},
+        {
+            "rows": R,
+            "duplicates": off.count - rows.nonpos.count,
+            "count_not_positive": rows.nonpos.count,
+        },
         off.examples,
     )
 
     # ---------------------------------------------------------------- COUNTS_CAP
     mx = cnt.max_count_per_bucket
-    over = np.flatnonzero(count > mx)
-    wrong_flag = np.flatnonzero(capped & (count != mx))
     off = Offences()
-    off.add(len(over), [f"{row_label(i)}; count={int(count[i])} > max {mx}" for i in over[:5]])
-    off.add(
-        len(wrong_flag),
-        [f"{row_label(i)}; capped but count={int(count[i])} != {mx}" for i in wrong_flag[:5]],
-    )
+    off.add(rows.over.count, rows.over.examples)
+    off.add(rows.wrong_flag.count, rows.wrong_flag.examples)
     cap = verdict(
         "COUNTS_CAP",
         off.ok,
         {
             "rows": R,
-            "capped": int(capped.sum()),
-            "over_max": len(over),
-            "capped_not_at_max": len(wrong_flag),
+            "capped": rows.capped,
+            "over_max": rows.over.count,
+            "capped_not_at_max": rows.wrong_flag.count,
             "max_count_per_bucket": mx,
         },
         off.examples,
@@ -258,15 +327,15 @@ def _counts_checks(engine, year: int) -> list[RuleResult]:
         "buckets": B,
         "cells_sampled": S * B,
         "rows": R,
-        "sum_count": int(count.sum()),
-        "capped": int(capped.sum()),
+        "sum_count": rows.sum_count,
+        "capped": rows.capped,
     }
     off = Offences()
     for key, value in want.items():
         got = totals.get(key)
         if got != value:
             off.add(1, [f"_totals.json; {key}={got}, expected {value}"])
-    sum_mu = float(mu_pub.sum())
+    sum_mu = rows.sum_mu
     if not math.isclose(
         float(totals.get("sum_mu", math.nan)), sum_mu, rel_tol=REL_TOL, abs_tol=1e-9
     ):
@@ -291,26 +360,28 @@ def _counts_checks(engine, year: int) -> list[RuleResult]:
     eps = cnt.mu_epsilon
     sums = np.zeros(8)
     n_samp = pol.validation.rng_rederive_sample
-    pick_rows = rows_sorted[evenly_spaced(len(rows_sorted), n_samp // 2)]
+    pick_rows = evenly_spaced(len(cell_sorted), n_samp // 2)
     pick_cells = evenly_spaced(S * B, n_samp - len(pick_rows))
-    sample_cells = np.unique(np.concatenate([s[pick_rows] * B + b[pick_rows], pick_cells]))
+    sample_cells = np.unique(np.concatenate([cell_sorted[pick_rows], pick_cells]))
     sample_mu = np.full(len(sample_cells), np.nan)
     mu_bad = Offences()
     no_draw = Offences()
     for lo, hi, mu in law_mu(engine, year, lat.factor, groups.group_of_series):
         a, z = np.searchsorted(cell_sorted, [lo * B, hi * B])
         local = cell_sorted[a:z] - lo * B
-        rows = rows_sorted[a:z]
-        n_dense = np.bincount(local, weights=count[rows], minlength=(hi - lo) * B)
+        n_rows = rows.count[a:z]
+        mu_rows = rows.mu[a:z]
+        n_dense = np.bincount(local, weights=n_rows, minlength=(hi - lo) * B)
         cap_dense = np.zeros((hi - lo) * B, dtype=np.bool_)
-        cap_dense[local[capped[rows]]] = True
+        cap_dense[local[rows.cap[a:z]]] = True
         flat = mu.reshape(-1)
         law_row_mu = flat[local]
-        bad = np.flatnonzero(~(law_row_mu == mu_pub[rows]))
+        bad = np.flatnonzero(~(law_row_mu == mu_rows))
         mu_bad.add(
             len(bad),
             [
-                f"{row_label(rows[i])}; mu={mu_pub[rows[i]]!r}, the law gives {law_row_mu[i]!r}"
+                f"{rows.cell_text(cell_sorted[a + i])}; mu={mu_rows[i]!r}, the law gives "
+                f"{law_row_mu[i]!r}"
                 for i in bad[: mu_bad.want()]
             ],
         )
@@ -318,7 +389,7 @@ def _counts_checks(engine, year: int) -> list[RuleResult]:
         no_draw.add(
             len(nd),
             [
-                f"{row_label(rows[i])}; count={int(count[rows[i]])} where "
+                f"{rows.cell_text(cell_sorted[a + i])}; count={int(n_rows[i])} where "
                 f"μ={law_row_mu[i]!r} ≤ ε (no draw)"
                 for i in nd[:5]
             ],
@@ -399,9 +470,8 @@ def _counts_checks(engine, year: int) -> list[RuleResult]:
         else:
             n_law, cap_law = 0, False
         redrawn += 1
-        r = rows_sorted[pos[k]] if has_row[k] else -1
-        n_pub = int(count[r]) if r >= 0 else 0
-        c_pub = bool(capped[r]) if r >= 0 else False
+        n_pub = int(rows.count[pos[k]]) if has_row[k] else 0
+        c_pub = bool(rows.cap[pos[k]]) if has_row[k] else False
         if not math.isfinite(m) or n_pub != int(n_law) or c_pub != bool(cap_law):
             off.add(
                 1,

@@ -67,9 +67,8 @@ from engine_core.checks.event_scan import (
     ST_ROWS,
     ST_VIRTUAL,
     UNIFORMITY_BINS,
+    IdClasses,
     duplicate_ids,
-    ids_of_class,
-    iter_batches,
     sample_table,
     scan_rows,
     subtract_counts,
@@ -98,6 +97,7 @@ from engine_core.checks.world_index import (
     u64,
     validity,
 )
+from engine_core.io import iter_batches
 from engine_core.kernels.arrivals import generate_events
 from engine_core.tz import to_local_us
 
@@ -202,39 +202,50 @@ class EventChecks:
 
     # ------------------------------------------------------------------ inputs
     def _s3_cells(self) -> None:
-        t = self.engine.read_dataset(
-            "bucket_counts",
-            self.year,
-            [
-                "merchant_id",
-                "legal_country_iso",
-                "zone_tzid",
-                "channel_group",
-                "bucket_start_utc",
-                "count",
-            ],
-        )
-        _, s = self.index.series_rows(t)
-        start = i64(t.column("bucket_start_utc"))
-        count = i64(t.column("count"))
-        b = np.floor_divide(start, self.bucket_us) - self.w.first_bucket
-        ok = (s >= 0) & (start % self.bucket_us == 0) & (b >= 0) & (b < self.B)
-        self.s3_cell = (s[ok] * self.B + b[ok]).astype(np.int64)
-        self.s3_count = count[ok].astype(np.int64)
-        self.s3_sum = int(count.sum())
-        self.s3_rows = t.num_rows
-        off_grid = np.flatnonzero(~ok)
-        if len(off_grid):
-            mids = t.column("merchant_id").to_pylist()
-            self.off["EVENTS_CONSERVATION"].add(
-                len(off_grid),
-                [
-                    f"bucket_counts row merchant={mids[i]} "
-                    f"bucket={WorldIndex.utc_label(int(start[i]))}; not a (series, bucket) cell "
-                    "of this partition, its events cannot be matched"
-                    for i in off_grid[:5]
-                ],
-            )
+        """The S3 rows as (cell, count), streamed (a year of the reference world is 16 M
+        rows: 16 bytes a row instead of the table)."""
+        eng = self.engine
+        files = eng.dataset_files("bucket_counts", self.year)
+        n_max = sum(pq.ParquetFile(f, filesystem=eng.storage.fs).metadata.num_rows for f in files)
+        cells = np.empty(n_max, dtype=np.int64)
+        counts = np.empty(n_max, dtype=np.int64)
+        k = 0
+        self.s3_sum = 0
+        self.s3_rows = 0
+        columns = [
+            "merchant_id",
+            "legal_country_iso",
+            "zone_tzid",
+            "channel_group",
+            "bucket_start_utc",
+            "count",
+        ]
+        for t in eng.dataset_batches("bucket_counts", self.year, columns):
+            _, s = self.index.series_rows(t)
+            start = i64(t.column("bucket_start_utc"))
+            count = i64(t.column("count"))
+            b = np.floor_divide(start, self.bucket_us) - self.w.first_bucket
+            ok = (s >= 0) & (start % self.bucket_us == 0) & (b >= 0) & (b < self.B)
+            m = int(np.count_nonzero(ok))
+            cells[k : k + m] = s[ok] * self.B + b[ok]
+            counts[k : k + m] = count[ok]
+            k += m
+            self.s3_sum += int(count.sum())
+            self.s3_rows += t.num_rows
+            off_grid = np.flatnonzero(~ok)
+            if len(off_grid):
+                mids = t.column("merchant_id").to_pylist()
+                self.off["EVENTS_CONSERVATION"].add(
+                    len(off_grid),
+                    [
+                        f"bucket_counts row merchant={mids[i]} "
+                        f"bucket={WorldIndex.utc_label(int(start[i]))}; not a (series, bucket) "
+                        "cell of this partition, its events cannot be matched"
+                        for i in off_grid[: self.off["EVENTS_CONSERVATION"].want()]
+                    ],
+                )
+        self.s3_cell = cells[:k]
+        self.s3_count = counts[:k]
 
     def _sample(self) -> None:
         """S3 rows to re-derive: evenly spaced, within the event budget."""
@@ -272,9 +283,45 @@ class EventChecks:
         n_m = len(idx.m_ids)
         last_seq = np.zeros(n_m, dtype=np.int64)
         last_ts = np.full(n_m, INT64_MIN, dtype=np.int64)
-        ids: list[np.ndarray] = []
         hits: list[dict[str, np.ndarray]] = []
-        id_mask = np.uint64(self.id_classes - 1)
+        ids = IdClasses(self.id_classes)
+        try:
+            self._scan(
+                files, ids, hits, carry_mid, carry_ts_seq, carry_valid, bin_edges, last_seq, last_ts
+            )
+            self.n_rows = int(self.stats[ST_ROWS])
+            id_unique = self._id_unique(ids)
+        finally:
+            ids.close()
+        self.merchants_seen = int(np.count_nonzero(last_seq))
+        return [
+            id_unique,
+            self._conservation(),
+            self._simple("EVENTS_IN_BUCKET", {"rows": self.n_rows}),
+            self._local_time(),
+            self._simple("EVENTS_ROUTING_MEMBERSHIP", {"rows": self.n_rows}),
+            self._simple(
+                "EVENTS_TARGET_EXCLUSIVE",
+                {
+                    "rows": self.n_rows,
+                    "virtual": int(self.stats[ST_VIRTUAL]),
+                    "physical": int(self.stats[ST_PHYSICAL]),
+                },
+            ),
+            self._simple("EVENTS_SORTED", {"rows": self.n_rows, "files": len(files)}),
+            self._simple("EVENTS_SEQ", {"rows": self.n_rows, "merchants": self.merchants_seen}),
+            self._rederive(hits),
+            self._uniformity(),
+            self._routing_shares(),
+            self._weekend_share(),
+        ]
+
+    def _scan(
+        self, files, ids, hits, carry_mid, carry_ts_seq, carry_valid, bin_edges, last_seq, last_ts
+    ) -> None:
+        """The one pass over every row: flags, tallies, the sampled cells' events, the ids."""
+        eng = self.engine
+        idx = self.index
         for rb in iter_batches(files, eng.storage.fs, COLUMNS):
             b = Batch(rb, idx)
             n_hits = scan_rows(
@@ -358,30 +405,7 @@ class EventChecks:
                         "settle_valid": b.slocal_valid[r],
                     }
                 )
-            ids.append(ids_of_class(b.aid, id_mask, np.uint64(0)))
-        self.n_rows = int(self.stats[ST_ROWS])
-        self.merchants_seen = int(np.count_nonzero(last_seq))
-        return [
-            self._id_unique(ids, files),
-            self._conservation(),
-            self._simple("EVENTS_IN_BUCKET", {"rows": self.n_rows}),
-            self._local_time(),
-            self._simple("EVENTS_ROUTING_MEMBERSHIP", {"rows": self.n_rows}),
-            self._simple(
-                "EVENTS_TARGET_EXCLUSIVE",
-                {
-                    "rows": self.n_rows,
-                    "virtual": int(self.stats[ST_VIRTUAL]),
-                    "physical": int(self.stats[ST_PHYSICAL]),
-                },
-            ),
-            self._simple("EVENTS_SORTED", {"rows": self.n_rows, "files": len(files)}),
-            self._simple("EVENTS_SEQ", {"rows": self.n_rows, "merchants": self.merchants_seen}),
-            self._rederive(hits),
-            self._uniformity(),
-            self._routing_shares(),
-            self._weekend_share(),
-        ]
+            ids.add(b.aid)
 
     def _per_row_clocks(self, b: Batch, flagged: np.ndarray) -> None:
         """Rows the reference table cannot judge (a transition inside their bucket, a zone
@@ -499,24 +523,16 @@ class EventChecks:
         return verdict(code, o.ok, {**figures, "offending_rows": o.count}, o.examples)
 
     # ------------------------------------------------------------------ EVENTS_ID_UNIQUE
-    def _id_unique(self, ids: list[np.ndarray], files: list[str]) -> RuleResult:
-        P = self.id_classes
+    def _id_unique(self, ids: IdClasses) -> RuleResult:
         total = 0
         examples = np.zeros(MAX_EXAMPLES, dtype=np.uint64)
         found: list[int] = []
-        for p in range(P):
-            if p > 0:
-                ids = []
-                for rb in iter_batches(files, self.engine.storage.fs, ["arrival_id"]):
-                    ids.append(
-                        ids_of_class(u64(rb.column("arrival_id")), np.uint64(P - 1), np.uint64(p))
-                    )
-            arr = np.concatenate(ids) if ids else np.empty(0, dtype=np.uint64)
-            ids = []
+        for arr in ids.classes():
             n_dup = duplicate_ids(arr, examples, 4 * numba.get_num_threads())
             del arr
             total += int(n_dup)
             found += [int(x) for x in examples[: min(int(n_dup), MAX_EXAMPLES)]]
+        P = ids.n
         return verdict(
             "EVENTS_ID_UNIQUE",
             total == 0,
@@ -558,6 +574,9 @@ class EventChecks:
             )
         if self.s3_sum != self.n_rows:
             o.add(1, [f"partition; S3 Σcount {self.s3_sum} != S4 rows {self.n_rows}"])
+        # the per-cell arrays are done with: free them before the law pass of the weekend rule
+        self.cell_counts = residual = None
+        self.s3_cell = self.s3_count = None
         return verdict(
             "EVENTS_CONSERVATION",
             o.ok,

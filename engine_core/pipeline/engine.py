@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import resource
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,14 @@ import pyarrow.parquet as pq
 from engine_core import schemas
 from engine_core.config import load_policy, parameter_hash
 from engine_core.errors import EngineError
-from engine_core.io import RunLayout, Storage, publish_dir, read_json, validate_scenario_id
+from engine_core.io import (
+    RunLayout,
+    Storage,
+    iter_batches,
+    publish_dir,
+    read_json,
+    validate_scenario_id,
+)
 from engine_core.io.layout import YEAR_MAX, YEAR_MIN
 from engine_core.io.publish import write_json_atomic
 from engine_core.kernels.arrivals import (
@@ -332,6 +340,19 @@ class Engine:
         files = self.dataset_files(dataset, year)
         tables = [pq.read_table(f, columns=columns, filesystem=self.storage.fs) for f in files]
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+    def dataset_batches(self, dataset: str, year: int, columns: list[str]) -> Iterator[pa.Table]:
+        """The rows of a published dataset in file order, a row group at a time (memory
+        holds two row groups, never the partition)."""
+        files = self.dataset_files(dataset, year)
+        if not files:
+            raise EngineError(
+                "UPSTREAM_MISSING",
+                f"{dataset} for scenario={self.config.scenario} year={year} has no Parquet file "
+                f"under {self.run_root}; run the upstream state first",
+                table=dataset, key=f"{self.config.scenario}|{year}",
+            )
+        yield from iter_batches(files, self.storage.fs, columns)
 
     def dataset_files(self, dataset: str, year: int) -> list[str]:
         path = self.dataset_path(dataset, year)
@@ -829,30 +850,45 @@ class Engine:
             rules,
         )
 
-    def check(self, state: str, year: int | None = None) -> list:
-        """Every rule of ``state`` over the published data (all years unless ``year``)."""
-        from engine_core.checks import evaluate
+    def check(self, state: str, year: int | None = None, remember: bool = True) -> list:
+        """Every rule of ``state`` over the published data (all years unless ``year``). The
+        verdicts are remembered for S5 under a signature of the files they judged
+        (engine_core/checks/memo.py)."""
+        from engine_core.checks import evaluate, memo
 
         years = [year] if year is not None else self.years
         out = []
         for y in years:
-            out += evaluate(self, state, y)
+            sig = memo.signature(self, state, y) if remember and state in memo.STATES else None
+            results = evaluate(self, state, y)
+            if sig is not None:
+                memo.record(self, state, y, results, sig)
+            out += results
         return out
 
-    def run_s5(self) -> tuple[StateResult, dict[str, Any], bool]:
-        """Validation report per year partition; ``_passed.flag`` only on PASS."""
+    def run_s5(self, reuse: bool = False) -> tuple[StateResult, dict[str, Any], bool]:
+        """Validation report per year partition; ``_passed.flag`` only on PASS.
+
+        With ``reuse``, a state's verdicts recorded by :meth:`check` over exactly the files
+        still published (same signature) are taken as they are instead of evaluated again —
+        the Dagster path, where every state's rules already ran as asset checks."""
+        from engine_core.checks import evaluate, memo
         from engine_core.checks.report import publish_report
 
         t0 = time.perf_counter()
         paths: list[str] = []
         reports = []
         rows = 0
+        reused: list[str] = []
         rep = self._reporter("s5", len(self.windows) * 5, "rule groups")
         k = 0
         for w in self.windows:
             results = []
             for state in ("world", "s1", "s2", "s3", "s4"):
-                results += self.run_world()[1] if state == "world" else self.check(state, w.year)
+                recalled = memo.recall(self, state, w.year) if reuse and state != "world" else None
+                if recalled is not None:
+                    reused.append(f"{state}|{w.year}")
+                results += recalled if recalled is not None else evaluate(self, state, w.year)
                 k += 1
                 rep.update(k)
             report, files = publish_report(self, w.year, results)
@@ -870,7 +906,8 @@ class Engine:
         return (
             StateResult(state="s5", rows=rows, elapsed_s=time.perf_counter() - t0,
                         output_bytes=_file_bytes(paths, self.storage), paths=paths,
-                        metrics={"passed": passed, "peak_rss_mb": peak_rss_mb()}),
+                        metrics={"passed": passed, "peak_rss_mb": peak_rss_mb(),
+                                 "reused_verdicts": reused}),
             merged,
             passed,
         )

@@ -113,6 +113,8 @@ def test_validation_report_and_flag(materialized):
     assert Path(md["passed_flag"]).is_file()
     report = json.loads(Path(md["report_path"]).read_text())
     assert report["passed"] is True
+    # the state checks of this run judged exactly these files: S5 took their verdicts
+    assert md["reused_verdicts"] == ["s1|2026", "s2|2026", "s3|2026", "s4|2026"]
 
 
 def test_progress_reaches_the_log_and_the_run_tags(materialized):

@@ -17,12 +17,13 @@ import pytest
 from scipy import stats
 
 from engine_core import schemas
-from engine_core.checks import evaluate, event_scan, rules_s4, world_rules
+from engine_core.checks import evaluate, rules_s4, world_rules
 from engine_core.checks.catalogue import RULES
 from engine_core.checks.local_clock import SENTINEL, LocalClockReference, zoneinfo_local
 from engine_core.checks.report import FLAG, publish_report
 from engine_core.checks.rules_s2 import clipped_lognormal_mean
 from engine_core.checks.verdicts import pearson_z, verdict
+from engine_core.io import batches
 from engine_core.pipeline import Engine, RunConfig
 from tests.pipeline.conftest import run_states
 
@@ -195,8 +196,8 @@ def test_local_times_converted_row_by_row_are_judged_alike(eng, monkeypatch):
 
 
 def test_many_batches_and_id_classes_change_nothing(eng, monkeypatch):
-    monkeypatch.setattr(event_scan, "MAX_GROUP_ROWS", 5000)
-    monkeypatch.setattr(event_scan, "BATCH_ROWS", 3333)
+    monkeypatch.setattr(batches, "MAX_GROUP_ROWS", 5000)
+    monkeypatch.setattr(batches, "BATCH_ROWS", 3333)
     monkeypatch.setattr(rules_s4, "ID_CLASS_BUDGET", 20_000)
     results = evaluate(eng, "s4", YEAR)
     assert [r.code for r in results if not r.passed] == []
