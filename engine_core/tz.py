@@ -551,12 +551,21 @@ def offset_at(zone_start, trans_us, offset_s, zone, ts_us):
     return np.int64(offset_s[lo])
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
 def _to_local_kernel(zone_start, trans_us, offset_s, zone_idx, ts_us, out, lo_us, hi_us):
+    from engine_core.kernels.parallel import parallel_for
+
+    parts = parallel_for(_to_local_range, ts_us.shape[0], zone_start, trans_us, offset_s,
+                         zone_idx, ts_us, out, lo_us, hi_us)
+    return sum(p[0] for p in parts), sum(p[1] for p in parts)
+
+
+@nb.njit(cache=True, nogil=True)
+def _to_local_range(lo, hi, zone_start, trans_us, offset_s, zone_idx, ts_us, out, lo_us,
+                    hi_us):
     n_zones = zone_start.shape[0] - 1
     bad_zone = 0
     bad_ts = 0
-    for i in nb.prange(ts_us.shape[0]):
+    for i in range(lo, hi):
         z = zone_idx[i]
         t = ts_us[i]
         if z < 0 or z >= n_zones:

@@ -20,6 +20,7 @@ import numpy as np
 
 from engine_core.checks.world_index import search_sorted, table_get
 from engine_core.kernels.arrivals import MODE_HYBRID, MODE_PHYSICAL, MODE_VIRTUAL
+from engine_core.kernels.parallel import parallel_for
 
 # row flags: one bit per failed rule
 F_IN_BUCKET = 1 << 0
@@ -339,40 +340,61 @@ def scan_rows(
     return n_hits
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
+DUP_BITS = 12  # ids are scattered into 2**DUP_BITS buckets by their top bits
+
+
 def duplicate_ids(ids, examples, n_chunks):
     """Number of arrival_ids equal to an earlier one; up to len(examples) duplicated values.
 
     The ids are scattered by their top 12 bits (they are hash outputs, so the 4096 buckets are
     even; a skewed input only costs time) in parallel chunks, then each bucket goes through a
-    small open-addressing set of its own, in parallel: linear work, cache-sized tables."""
-    bits = 12
-    n_b = 1 << bits
-    shift = np.uint64(64 - bits)
+    small open-addressing set of its own, in parallel: linear work, cache-sized tables. The
+    scatter keeps each bucket's ids in input order whatever the chunking, so the result does
+    not depend on ``n_chunks`` or the threads."""
+    n_b = 1 << DUP_BITS
     n = ids.shape[0]
+    n_chunks = max(1, min(int(n_chunks), max(n, 1)))
     step = (n + n_chunks - 1) // n_chunks
     hist = np.zeros((n_chunks, n_b), dtype=np.int64)
-    for c in nb.prange(n_chunks):
+    parallel_for(_dup_hist, n_chunks, ids, step, hist, tasks=n_chunks)
+    start = np.zeros(n_b + 1, dtype=np.int64)
+    np.cumsum(hist.sum(axis=0), out=start[1:])
+    # chunk c's ids of bucket k go after those of chunks < c
+    pos = start[:-1][None, :] + np.cumsum(hist, axis=0) - hist
+    out = np.empty(n, dtype=np.uint64)
+    parallel_for(_dup_scatter, n_chunks, ids, step, pos, out, tasks=n_chunks)
+    dups = np.zeros(n_b, dtype=np.int64)
+    first = np.zeros(n_b, dtype=np.uint64)
+    parallel_for(_dup_buckets, n_b, start, out, dups, first)
+    hit = np.flatnonzero(dups)
+    m = min(len(hit), examples.shape[0])
+    examples[:m] = first[hit[:m]]
+    return int(dups.sum())
+
+
+@nb.njit(cache=True, nogil=True)
+def _dup_hist(c_lo, c_hi, ids, step, hist):
+    shift = np.uint64(64 - DUP_BITS)
+    n = ids.shape[0]
+    for c in range(c_lo, c_hi):
         for i in range(c * step, min(n, (c + 1) * step)):
             hist[c, np.int64(ids[i] >> shift)] += 1
-    start = np.zeros(n_b + 1, dtype=np.int64)
-    pos = np.empty((n_chunks, n_b), dtype=np.int64)
-    acc = 0
-    for k in range(n_b):
-        start[k] = acc
-        for c in range(n_chunks):
-            pos[c, k] = acc
-            acc += hist[c, k]
-    start[n_b] = acc
-    out = np.empty(n, dtype=np.uint64)
-    for c in nb.prange(n_chunks):
+
+
+@nb.njit(cache=True, nogil=True)
+def _dup_scatter(c_lo, c_hi, ids, step, pos, out):
+    shift = np.uint64(64 - DUP_BITS)
+    n = ids.shape[0]
+    for c in range(c_lo, c_hi):
         for i in range(c * step, min(n, (c + 1) * step)):
             k = np.int64(ids[i] >> shift)
             out[pos[c, k]] = ids[i]
             pos[c, k] += 1
-    dups = np.zeros(n_b, dtype=np.int64)
-    first = np.zeros(n_b, dtype=np.uint64)
-    for k in nb.prange(n_b):
+
+
+@nb.njit(cache=True, nogil=True)
+def _dup_buckets(k_lo, k_hi, start, out, dups, first):
+    for k in range(k_lo, k_hi):
         lo = start[k]
         hi = start[k + 1]
         size = 16
@@ -402,15 +424,6 @@ def duplicate_ids(ids, examples, n_chunks):
                     dups[k] += 1
                     break
                 j = (j + 1) & mask
-    total = 0
-    m = 0
-    for k in range(n_b):
-        if dups[k] > 0:
-            total += dups[k]
-            if m < examples.shape[0]:
-                examples[m] = first[k]
-                m += 1
-    return total
 
 
 @nb.njit(cache=True, nogil=True)

@@ -43,6 +43,7 @@ from engine_core.checks.verdicts import Offences, RuleResult, guarded, state_rul
 from engine_core.checks.world_index import WorldIndex, boolean, i64
 from engine_core.kernels.arrivals import MODE_PHYSICAL, MODE_VIRTUAL
 from engine_core.kernels.counts import count_draw
+from engine_core.kernels.parallel import parallel_for
 
 US = 1_000_000
 REL_TOL = 1e-9  # float sums of the same numbers in another order
@@ -56,10 +57,22 @@ KEY_COLUMNS = (
 BUCKET_COUNT_COLUMNS = (*KEY_COLUMNS, "mu", "count", "capped")
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
+MOMENT_TASKS = 16  # fixed cut of a chunk's rows: the float sums never depend on the threads
+
+
 def cell_moments(mu, n, capped, kappa, poisson, eps, out):
-    """out = [Σμ_all, cells μ>ε, undefined μ, ΣN, Σμ, Σv, Σ((N-μ)²-v), Σ(k4+2v²)] over the
-    chunk; the last five over cells with μ > ε and not capped."""
+    """out += [Σμ_all, cells μ>ε, undefined μ, ΣN, Σμ, Σv, Σ((N-μ)²-v), Σ(k4+2v²)] over the
+    chunk; the last five over cells with μ > ε and not capped. Rows in parallel ranges whose
+    partial sums are added in range order."""
+    for part in parallel_for(
+        _moments_rows, mu.shape[0], mu, n, capped, kappa, poisson, eps, tasks=MOMENT_TASKS
+    ):
+        out += part
+
+
+@nb.njit(cache=True, nogil=True)
+def _moments_rows(lo, hi, mu, n, capped, kappa, poisson, eps):
+    out = np.zeros(8)
     s_all = 0.0
     blocks = 0
     undefined = 0
@@ -68,7 +81,7 @@ def cell_moments(mu, n, capped, kappa, poisson, eps, out):
     s_v = 0.0
     s_t = 0.0
     s_var = 0.0
-    for i in nb.prange(mu.shape[0]):
+    for i in range(lo, hi):
         k = kappa[i]
         for j in range(mu.shape[1]):
             m = mu[i, j]
@@ -90,14 +103,15 @@ def cell_moments(mu, n, capped, kappa, poisson, eps, out):
             s_v += v
             s_t += d * d - v
             s_var += k4 + 2.0 * v * v
-    out[0] += s_all
-    out[1] += blocks
-    out[2] += undefined
-    out[3] += s_n
-    out[4] += s_mu
-    out[5] += s_v
-    out[6] += s_t
-    out[7] += s_var
+    out[0] = s_all
+    out[1] = blocks
+    out[2] = undefined
+    out[3] = s_n
+    out[4] = s_mu
+    out[5] = s_v
+    out[6] = s_t
+    out[7] = s_var
+    return out
 
 
 def routable_series(index: WorldIndex) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from engine_core.kernels.parallel import parallel_for
 from engine_core.rng.philox import philox_block, to_uniform
 from engine_core.rng.samplers import count_inverse
 from engine_core.tz import offset_at
@@ -27,7 +28,6 @@ def local_hour_of_week(local_s: int) -> int:
     return weekday * 24 + (local_s - day * 86400) // 3600
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
 def target_intensity(
     zone: np.ndarray,  # int32 [S] tz index of each series
     shape_norm: np.ndarray,  # float64 [S, 168] = scale/Σshape · shape
@@ -41,8 +41,17 @@ def target_intensity(
     bucket_seconds: int,
     lam_out: np.ndarray,  # float64 [S, n_buckets]
 ) -> None:
-    n_series = zone.shape[0]
-    for i in nb.prange(n_series):
+    """λ of every (series, bucket): the weekly shape at the local hour times the calendar
+    multiplier of the local date. Series in parallel ranges."""
+    parallel_for(_target_rows, zone.shape[0], zone, shape_norm, day_mult, first_local_day,
+                 zone_start, trans_us, offset_s, first_bucket, n_buckets, bucket_seconds,
+                 lam_out)
+
+
+@nb.njit(cache=True, nogil=True)
+def _target_rows(lo, hi, zone, shape_norm, day_mult, first_local_day, zone_start, trans_us,
+                 offset_s, first_bucket, n_buckets, bucket_seconds, lam_out):
+    for i in range(lo, hi):
         z = zone[i]
         for j in range(n_buckets):
             start_s = (first_bucket + j) * bucket_seconds
@@ -62,7 +71,6 @@ def count_draw(key: np.uint64, bucket_abs: int, mu: float, kappa: float, poisson
     return n, False
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
 def bucket_counts(
     lam: np.ndarray,  # float64 [S, n_buckets]
     factor: np.ndarray,  # float64 [G, n_buckets]
@@ -79,8 +87,18 @@ def bucket_counts(
     capped_out: np.ndarray,  # bool [S, n_buckets]
     blocks_out: np.ndarray,  # int64 [S]: Philox blocks drawn per series
 ) -> None:
-    n_series, n_buckets = lam.shape
-    for i in nb.prange(n_series):
+    """μ = min(λ · factor, λ_max) and one NB2 / Poisson draw per cell with μ > ε. Series in
+    parallel ranges."""
+    parallel_for(_count_rows, lam.shape[0], lam, factor, group, keys, kappa, first_bucket,
+                 lambda_max, mu_eps, poisson, max_count, mu_out, count_out, capped_out,
+                 blocks_out)
+
+
+@nb.njit(cache=True, nogil=True)
+def _count_rows(lo, hi, lam, factor, group, keys, kappa, first_bucket, lambda_max, mu_eps,
+                poisson, max_count, mu_out, count_out, capped_out, blocks_out):
+    n_buckets = lam.shape[1]
+    for i in range(lo, hi):
         g = group[i]
         nblocks = 0
         for j in range(n_buckets):

@@ -1,8 +1,11 @@
-"""Warm-up of every kernel: the JIT cost is paid (and measured) once, up front.
+"""Warm-up of the S1–S4 kernels: their JIT cost is paid (and measured) once, up front.
 
 The first call of a Numba dispatcher compiles it, or loads it from the on-disk cache; the
 time of a warm-up that calls each kernel once on tiny inputs is the run's ``jit_compile_s``.
-Cold (empty cache) it is the compile time; warm it is the cache-load time.
+Cold (empty cache) it is the compile time; warm it is the cache-load time. The validation
+kernels (the row scan, the reference arrival kernel ``generate_events``, the id and moment
+kernels) compile on first use; ``benchmarks/bench_jit.py`` measures what compiling costs a
+whole first run, validation included.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ def readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def warm_up() -> float:
-    """Call each kernel once; return the seconds that took (0.0 after the first time)."""
+def warm_up(timings: dict[str, float] | None = None) -> float:
+    """Call each kernel once; return the seconds that took (0.0 after the first time). With
+    ``timings``, each kernel's first-call seconds are stored there by name."""
     if _done[0]:
         return 0.0
-    from engine_core.kernels.arrivals import generate_events, realise_groups
+    from engine_core.kernels.arrivals import realise_groups
     from engine_core.kernels.counts import bucket_counts, target_intensity
     from engine_core.kernels.latent import latent_field
 
@@ -37,31 +41,35 @@ def warm_up() -> float:
     u64 = np.zeros(1, np.uint64)
     f64 = np.ones(1, np.float64)
     i32 = np.zeros(1, np.int32)
-    b1 = np.zeros(1, np.bool_)
     zone_start = readonly(np.array([0, 1], np.int64))
     trans = readonly(np.array([np.iinfo(np.int64).min], np.int64))
     off = readonly(np.zeros(1, np.int32))
     z2 = np.zeros((1, 1))
-    latent_field(u64, f64 * 0.3, f64 * 24.0, 0, 1, 168, 0.2, 5.0, z2, z2.copy())
     lam = np.zeros((1, 1))
-    target_intensity(i32, np.ones((1, 168)), np.ones((1, 3)), -1, zone_start, trans, off,
-                     0, 1, 3600, lam)
-    bucket_counts(lam, readonly(np.ones((1, 1))), i64, u64, f64 * 30.0, 0, 1e5, 1e-9, False, 10,
-                  lam.copy(), np.zeros((1, 1), np.int64), np.zeros((1, 1), np.bool_), i64.copy())
     ro = np.array([0, 1], np.int64)
-    out_i64 = [np.zeros(1, np.int64) for _ in range(3)]
     ones = np.ones(1, np.int64)
-    generate_events(i64, i64, ro, u64, u64, u64, u64, np.zeros(1, np.int8), i64, ones,
-                    i64, ones, np.full(1, -1, np.int32), f64, i64, i32, f64, i64,
-                    i32, 0.35, 3600 * 1_000_000, zone_start, trans, off,
-                    out_i64[0], u64.copy(), out_i64[1], b1, i32.copy(), out_i64[2], i64.copy())
     outs = [np.zeros(1, t) for t in (np.uint64, np.uint64, np.int32, np.int32, np.int32,
                                       np.int64, np.int64, np.int64, np.int32, np.int64,
                                       np.int32, np.int64, np.uint64, np.uint64, np.bool_)]
-    realise_groups(ro, ro, ro, i64, i64, i64, ones, u64, u64, u64, u64, np.zeros(1, np.int8),
-                   i64, ones, i64, ones, np.full(1, -1, np.int32), u64, i32, i32, i32,
-                   f64, i64, i32, u64, f64, i64, i32, u64, 0.35, 3600 * 1_000_000,
-                   zone_start, trans, off, *outs)
+    calls = {
+        "latent_field": lambda: latent_field(u64, f64 * 0.3, f64 * 24.0, 0, 1, 168, 0.2, 5.0,
+                                             z2, z2.copy()),
+        "target_intensity": lambda: target_intensity(i32, np.ones((1, 168)), np.ones((1, 3)),
+                                                     -1, zone_start, trans, off, 0, 1, 3600,
+                                                     lam),
+        "bucket_counts": lambda: bucket_counts(
+            lam, readonly(np.ones((1, 1))), i64, u64, f64 * 30.0, 0, 1e5, 1e-9, False, 10,
+            lam.copy(), np.zeros((1, 1), np.int64), np.zeros((1, 1), np.bool_), i64.copy()),
+        "realise_groups": lambda: realise_groups(
+            ro, ro, ro, i64, i64, i64, ones, u64, u64, u64, u64, np.zeros(1, np.int8), i64,
+            ones, i64, ones, np.full(1, -1, np.int32), u64, i32, i32, i32, f64, i64, i32, u64,
+            f64, i64, i32, u64, 0.35, 3600 * 1_000_000, zone_start, trans, off, *outs),
+    }
+    for name, call in calls.items():
+        t = time.perf_counter()
+        call()
+        if timings is not None:
+            timings[name] = time.perf_counter() - t
     _done[0] = True
     _done[1] = time.perf_counter() - t0
     return _done[1]

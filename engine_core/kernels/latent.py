@@ -17,6 +17,7 @@ import math
 import numba as nb
 import numpy as np
 
+from engine_core.kernels.parallel import parallel_for
 from engine_core.rng.philox import philox_block, to_uniform
 from engine_core.rng.samplers import box_muller
 
@@ -34,7 +35,6 @@ def burn_blocks(length_scale: float, block: int) -> int:
     return int(math.ceil(BURN_LENGTHS * length_scale / block))
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
 def latent_field(
     keys: np.ndarray,  # uint64 [G]
     sigma: np.ndarray,  # float64 [G]
@@ -47,9 +47,17 @@ def latent_field(
     z_out: np.ndarray,  # float64 [G, n_buckets]
     factor_out: np.ndarray,  # float64 [G, n_buckets]
 ) -> None:
-    n_groups = keys.shape[0]
+    """Partition-free AR(1) latent z and clipped factor of every (group, bucket). Groups in
+    parallel ranges."""
+    parallel_for(_latent_groups, keys.shape[0], keys, sigma, length_scale, first_bucket,
+                 n_buckets, block, clip_lo, clip_hi, z_out, factor_out)
+
+
+@nb.njit(cache=True, nogil=True)
+def _latent_groups(g_lo, g_hi, keys, sigma, length_scale, first_bucket, n_buckets, block,
+                   clip_lo, clip_hi, z_out, factor_out):
     last_bucket = first_bucket + n_buckets  # exclusive
-    for g in nb.prange(n_groups):
+    for g in range(g_lo, g_hi):
         s = sigma[g]
         phi = math.exp(-1.0 / length_scale[g])
         innov = s * math.sqrt(1.0 - phi * phi)

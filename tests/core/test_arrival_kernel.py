@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo
 import numba
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine_core.kernels.arrivals import (
     MODE_HYBRID,
@@ -28,6 +30,7 @@ from engine_core.kernels.arrivals import (
     event_rows,
     generate_events,
     order_groups,
+    sort_keys,
 )
 from engine_core.rng import philox2x64_10, uniforms
 from engine_core.rng.samplers import alias_build
@@ -522,3 +525,36 @@ def test_order_groups_breaks_ties_by_index():
     order = np.empty(8, np.int64)
     order_groups(lo, start, ts, order)
     np.testing.assert_array_equal(order, [2, 0, 1, 3, 6, 7, 4, 5])
+
+
+# ----------------------------------------------------------------------------- sort_keys
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(-(2**62), 2**62), max_size=400),
+    st.sampled_from(["as is", "sorted", "reversed", "few values"]),
+)
+def test_sort_keys_equals_numpy_sort(values, arrangement):
+    a = np.array(values, dtype=np.int64)
+    if arrangement == "sorted":
+        a = np.sort(a)
+    elif arrangement == "reversed":
+        a = np.sort(a)[::-1].copy()
+    elif arrangement == "few values":
+        a = a % 3
+    got = a.copy()
+    sort_keys(got)
+    np.testing.assert_array_equal(got, np.sort(a))
+
+
+def test_sort_keys_large_and_adversarial():
+    rng = np.random.default_rng(7)
+    for a in (
+        rng.integers(0, 2**55, 200_000),
+        np.arange(100_000)[::-1].copy(),
+        np.tile(np.arange(50), 2_000),  # many equal keys
+        np.concatenate([np.arange(0, 60_000, 2), np.arange(1, 60_000, 2)]),  # organ pipe
+    ):
+        a = a.astype(np.int64)
+        got = a.copy()
+        sort_keys(got)
+        np.testing.assert_array_equal(got, np.sort(a))
