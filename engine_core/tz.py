@@ -551,6 +551,23 @@ def offset_at(zone_start, trans_us, offset_s, zone, ts_us):
     return np.int64(offset_s[lo])
 
 
+@nb.njit(cache=True, nogil=True)
+def offset_span(zone_start, trans_us, offset_s, zone, ts_us):
+    """(offset_at(zone, ts_us), the first transition instant after ts_us — the offset holds
+    until then — or INT64 max when there is none in the tables)."""
+    lo = zone_start[zone]
+    end = zone_start[zone + 1]
+    hi = end
+    while hi - lo > 1:
+        mid = (lo + hi) >> 1
+        if trans_us[mid] <= ts_us:
+            lo = mid
+        else:
+            hi = mid
+    nxt = trans_us[lo + 1] if lo + 1 < end else np.iinfo(np.int64).max
+    return np.int64(offset_s[lo]), nxt
+
+
 def _to_local_kernel(zone_start, trans_us, offset_s, zone_idx, ts_us, out, lo_us, hi_us):
     from engine_core.kernels.parallel import parallel_for
 

@@ -722,12 +722,15 @@ class Engine:
                 ThreadPoolExecutor(max_workers=S4_WRITERS) as pool:
             pending: list[Future] = []
             for chunk in self._s4_batches(w):
-                tbl = self._s4_chunk(chunk, w, keys, bucket_us, seq_next, blocks)
+                out = self._s4_chunk_arrays(chunk, w, keys, bucket_us, seq_next, blocks)
+                n = len(out["aid"])
                 name = f"part-{len(names):05d}.parquet"
                 names.append(name)
-                pending.append(pool.submit(_write_events, tbl, os.path.join(stage, name)))
-                n_events += tbl.num_rows
-                state["done"] += tbl.num_rows
+                # the writer builds the Arrow table too: the main thread goes straight on
+                # to the next chunk's kernel
+                pending.append(pool.submit(self._write_chunk, out, os.path.join(stage, name)))
+                n_events += n
+                state["done"] += n
                 rep.update(state["done"])
                 # bound memory: at most S4_WRITERS chunks wait to be written
                 while len(pending) > S4_WRITERS:
@@ -745,6 +748,17 @@ class Engine:
 
     def _s4_chunk(self, chunk: pa.Table, w: Window, keys: dict[str, np.ndarray], bucket_us: int,
                   seq_next: dict[int, int], blocks: dict[str, int]) -> pa.Table:
+        """One chunk of S3 rows realised as the contract table of its events."""
+        return self._events_table(
+            self._s4_chunk_arrays(chunk, w, keys, bucket_us, seq_next, blocks))
+
+    def _write_chunk(self, out: dict[str, np.ndarray], path: str) -> None:
+        _write_events(self._events_table(out), path)
+
+    def _s4_chunk_arrays(self, chunk: pa.Table, w: Window, keys: dict[str, np.ndarray],
+                         bucket_us: int, seq_next: dict[int, int],
+                         blocks: dict[str, int]) -> dict[str, np.ndarray]:
+        """The kernel outputs of one chunk (column arrays in event order)."""
         m = self.model
         tz = self.tz
         row_series = self.series_index_of(chunk)
@@ -800,14 +814,21 @@ class Engine:
             out["seq"], out["ts"], out["tz"], out["local"], out["settle_tz"],
             out["settle_local"], out["site"], out["edge"], out["virtual"],
         )
-        ev_mid = out["mid"]
-        seq = out["seq"]
-        v = out["virtual"]
-        n_virtual = int(v.sum())
+        n_virtual = int(out["virtual"].sum())
         blocks["S4.time.v1"] += n
         blocks["S4.hybrid.v1"] += int(counts[m.mode[row_series] == MODE_HYBRID].sum())
         blocks["S4.edge.v1"] += n_virtual
         blocks["S4.site.v1"] += n - n_virtual
+        return out
+
+    def _events_table(self, out: dict[str, np.ndarray]) -> pa.Table:
+        """The contract table of one chunk's kernel outputs (built in a writer thread)."""
+        m = self.model
+        ev_mid = out["mid"]
+        seq = out["seq"]
+        v = out["virtual"]
+        n = len(v)
+        n_virtual = int(v.sum())
         no_settle = out["settle_tz"] < 0
         return pa.table(
             {
