@@ -328,15 +328,16 @@ class Engine:
         return [f"{final}/part-00000.parquet"]
 
     # ------------------------------------------------------------------ readers
-    def read_dataset(self, dataset: str, year: int, columns: list[str] | None = None) -> pa.Table:
-        path = self.dataset_path(dataset, year)
-        if not self.storage.exists(path):
+    def _require_published(self, dataset: str, year: int) -> None:
+        if not self.storage.exists(self.dataset_path(dataset, year)):
             raise EngineError(
                 "UPSTREAM_MISSING",
                 f"{dataset} for scenario={self.config.scenario} year={year} has not been "
                 f"published under {self.run_root}; run the upstream state first",
                 table=dataset, key=f"{self.config.scenario}|{year}",
             )
+
+    def read_dataset(self, dataset: str, year: int, columns: list[str] | None = None) -> pa.Table:
         files = self.dataset_files(dataset, year)
         tables = [pq.read_table(f, columns=columns, filesystem=self.storage.fs) for f in files]
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
@@ -355,6 +356,8 @@ class Engine:
         yield from iter_batches(files, self.storage.fs, columns)
 
     def dataset_files(self, dataset: str, year: int) -> list[str]:
+        """The partition's Parquet files in name order; UPSTREAM_MISSING when unpublished."""
+        self._require_published(dataset, year)
         path = self.dataset_path(dataset, year)
         from pyarrow.fs import FileSelector
 

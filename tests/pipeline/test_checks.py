@@ -269,3 +269,20 @@ def test_local_reference_agrees_with_tzdata(tzid):
     if len(inside):
         assert np.array_equal(ref.convert(inside, tzid), zoneinfo_local(inside, tzid))
     assert ref.figures()["tzdata_version"]
+
+
+@pytest.mark.parametrize(
+    ("state", "dataset"),
+    [("s2", "latent_intensity"), ("s3", "bucket_counts"), ("s4", "bucket_counts")],
+)
+def test_rules_over_an_unpublished_state_fail_naming_it(eng, state, dataset):
+    """Every rule of the state fails (none passes unevaluated), each naming the missing
+    upstream dataset with UPSTREAM_MISSING rather than a raw file-system error."""
+    for name in ("latent_intensity", "bucket_counts", "arrival_events"):
+        if name != "latent_intensity" or state == "s2":
+            shutil.rmtree(os.path.dirname(eng.dataset_path(name, YEAR)))
+    results = evaluate(eng, state, YEAR)
+    assert results and not any(r.passed for r in results)
+    named = [r for r in results if r.examples and "UPSTREAM_MISSING" in r.examples[0]]
+    assert named, [r.examples for r in results]
+    assert all(r.examples[0].startswith(f"{dataset};") for r in named if "_SCHEMA" not in r.code)
