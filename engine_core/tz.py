@@ -533,14 +533,11 @@ def _checked_name(name: object) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-@nb.njit(cache=True, nogil=True)
-def offset_at(zone_start, trans_us, offset_s, zone, ts_us):
-    """Total UTC offset (seconds) of ``zone`` at UTC µs ``ts_us``: binary search of its slice.
-
-    No bounds checks: ``zone`` must be a valid index, and the answer is exact only inside the
-    tables' window (``exact_range_us``).
-    """
-    lo = zone_start[zone]  # trans_us[lo] == INT64_MIN <= ts_us
+@nb.njit(cache=True, nogil=True, inline="always")
+def _transition_at(zone_start, trans_us, zone, ts_us):
+    """Index of the last transition of ``zone`` at or before UTC µs ``ts_us`` (binary search
+    of the zone's slice; its first entry is INT64_MIN, so there always is one)."""
+    lo = zone_start[zone]
     hi = zone_start[zone + 1]
     while hi - lo > 1:
         mid = (lo + hi) >> 1
@@ -548,23 +545,25 @@ def offset_at(zone_start, trans_us, offset_s, zone, ts_us):
             lo = mid
         else:
             hi = mid
-    return np.int64(offset_s[lo])
+    return lo
+
+
+@nb.njit(cache=True, nogil=True)
+def offset_at(zone_start, trans_us, offset_s, zone, ts_us):
+    """Total UTC offset (seconds) of ``zone`` at UTC µs ``ts_us``.
+
+    No bounds checks: ``zone`` must be a valid index, and the answer is exact only inside the
+    tables' window (``exact_range_us``).
+    """
+    return np.int64(offset_s[_transition_at(zone_start, trans_us, zone, ts_us)])
 
 
 @nb.njit(cache=True, nogil=True)
 def offset_span(zone_start, trans_us, offset_s, zone, ts_us):
     """(offset_at(zone, ts_us), the first transition instant after ts_us — the offset holds
     until then — or INT64 max when there is none in the tables)."""
-    lo = zone_start[zone]
-    end = zone_start[zone + 1]
-    hi = end
-    while hi - lo > 1:
-        mid = (lo + hi) >> 1
-        if trans_us[mid] <= ts_us:
-            lo = mid
-        else:
-            hi = mid
-    nxt = trans_us[lo + 1] if lo + 1 < end else np.iinfo(np.int64).max
+    lo = _transition_at(zone_start, trans_us, zone, ts_us)
+    nxt = trans_us[lo + 1] if lo + 1 < zone_start[zone + 1] else np.iinfo(np.int64).max
     return np.int64(offset_s[lo]), nxt
 
 

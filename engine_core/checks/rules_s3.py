@@ -34,7 +34,6 @@ import math
 import numba as nb
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from engine_core.checks.contract import schema_rule
 from engine_core.checks.law import law_mu, published_groups, read_latent
@@ -151,10 +150,7 @@ class CountRows:
         self.grid = i64(
             engine.read_dataset("time_grid", year, ["bucket_start_utc"]).column("bucket_start_utc")
         )
-        files = engine.dataset_files("bucket_counts", year)
-        n_max = sum(
-            pq.ParquetFile(f, filesystem=engine.storage.fs).metadata.num_rows for f in files
-        )
+        n_max = engine.dataset_rows("bucket_counts", year)
         cell = np.empty(n_max, dtype=np.int64)
         count = np.empty(n_max, dtype=np.int64)
         mu = np.empty(n_max, dtype=np.float64)

@@ -46,7 +46,6 @@ import math
 import numba
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from engine_core.checks.contract import schema_rule
 from engine_core.checks.event_scan import (
@@ -205,8 +204,7 @@ class EventChecks:
         """The S3 rows as (cell, count), streamed (a year of the reference world is 16 M
         rows: 16 bytes a row instead of the table)."""
         eng = self.engine
-        files = eng.dataset_files("bucket_counts", self.year)
-        n_max = sum(pq.ParquetFile(f, filesystem=eng.storage.fs).metadata.num_rows for f in files)
+        n_max = eng.dataset_rows("bucket_counts", self.year)
         cells = np.empty(n_max, dtype=np.int64)
         counts = np.empty(n_max, dtype=np.int64)
         k = 0
@@ -268,7 +266,7 @@ class EventChecks:
         files = eng.dataset_files("arrival_events", self.year)
         if not files:
             raise FileNotFoundError(f"arrival_events year={self.year} has no Parquet file")
-        n_rows = sum(pq.ParquetFile(f, filesystem=eng.storage.fs).metadata.num_rows for f in files)
+        n_rows = eng.dataset_rows("arrival_events", self.year)
         # classes of ids by their low bits, each small enough to hold (a power of two)
         self.id_classes = 1 << max(0, math.ceil(math.log2(max(n_rows, 1) / ID_CLASS_BUDGET)))
         self.cell_counts = np.zeros(self.S * self.B, dtype=np.int32)

@@ -328,14 +328,17 @@ class Engine:
         return [f"{final}/part-00000.parquet"]
 
     # ------------------------------------------------------------------ readers
+    def _upstream_missing(self, dataset: str, year: int, what: str) -> EngineError:
+        return EngineError(
+            "UPSTREAM_MISSING",
+            f"{dataset} for scenario={self.config.scenario} year={year} {what} under "
+            f"{self.run_root}; run the upstream state first",
+            table=dataset, key=f"{self.config.scenario}|{year}",
+        )
+
     def _require_published(self, dataset: str, year: int) -> None:
         if not self.storage.exists(self.dataset_path(dataset, year)):
-            raise EngineError(
-                "UPSTREAM_MISSING",
-                f"{dataset} for scenario={self.config.scenario} year={year} has not been "
-                f"published under {self.run_root}; run the upstream state first",
-                table=dataset, key=f"{self.config.scenario}|{year}",
-            )
+            raise self._upstream_missing(dataset, year, "has not been published")
 
     def read_dataset(self, dataset: str, year: int, columns: list[str] | None = None) -> pa.Table:
         files = self.dataset_files(dataset, year)
@@ -347,12 +350,7 @@ class Engine:
         holds two row groups, never the partition)."""
         files = self.dataset_files(dataset, year)
         if not files:
-            raise EngineError(
-                "UPSTREAM_MISSING",
-                f"{dataset} for scenario={self.config.scenario} year={year} has no Parquet file "
-                f"under {self.run_root}; run the upstream state first",
-                table=dataset, key=f"{self.config.scenario}|{year}",
-            )
+            raise self._upstream_missing(dataset, year, "has no Parquet file")
         yield from iter_batches(files, self.storage.fs, columns)
 
     def dataset_files(self, dataset: str, year: int) -> list[str]:
@@ -364,15 +362,15 @@ class Engine:
         infos = self.storage.fs.get_file_info(FileSelector(path))
         return sorted(i.path for i in infos if i.path.endswith(".parquet"))
 
+    def dataset_rows(self, dataset: str, year: int) -> int:
+        """Rows of the published partition, from the Parquet footers (no data read)."""
+        return sum(pq.ParquetFile(f, filesystem=self.storage.fs).metadata.num_rows
+                   for f in self.dataset_files(dataset, year))
+
     def read_totals(self, dataset: str, year: int) -> dict[str, Any]:
         path = f"{self.dataset_path(dataset, year)}/{TOTALS}"
         if not self.storage.exists(path):
-            raise EngineError(
-                "UPSTREAM_MISSING",
-                f"{dataset} for scenario={self.config.scenario} year={year} has not been "
-                f"published under {self.run_root}; run the upstream state first",
-                table=dataset, key=f"{self.config.scenario}|{year}",
-            )
+            raise self._upstream_missing(dataset, year, "has not been published")
         return read_json(self.storage, path)
 
     def _group_table(self, year: int) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -748,12 +746,6 @@ class Engine:
                               {"events": n_events, "merchants": len(seq_next), "blocks": blocks,
                                "files": len(names)})
         return n_events, [f"{final}/{n}" for n in names]
-
-    def _s4_chunk(self, chunk: pa.Table, w: Window, keys: dict[str, np.ndarray], bucket_us: int,
-                  seq_next: dict[int, int], blocks: dict[str, int]) -> pa.Table:
-        """One chunk of S3 rows realised as the contract table of its events."""
-        return self._events_table(
-            self._s4_chunk_arrays(chunk, w, keys, bucket_us, seq_next, blocks))
 
     def _write_chunk(self, out: dict[str, np.ndarray], path: str) -> None:
         _write_events(self._events_table(out), path)

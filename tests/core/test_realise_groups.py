@@ -101,10 +101,16 @@ def case():
     return tz, keys, world, a[:, 0].copy(), a[:, 1].copy(), a[:, 2].copy(), inside
 
 
-def fused(case):
-    tz, keys, w, series, bucket, count = case[:6]
+def row_offsets(count):
+    """Events laid out row after row: row r owns [offset[r], offset[r + 1])."""
     offset = np.zeros(len(count) + 1, np.int64)
     np.cumsum(count, out=offset[1:])
+    return offset
+
+
+def fused(case):
+    tz, keys, w, series, bucket, count = case[:6]
+    offset = row_offsets(count)
     n = int(offset[-1])
     # one (merchant, bucket) group per row here: one series per merchant
     group_row_lo = np.arange(len(count) + 1, dtype=np.int64)
@@ -194,8 +200,7 @@ def fused(case):
 
 def reference(case):
     tz, keys, w, series, bucket, count = case[:6]
-    offset = np.zeros(len(count) + 1, np.int64)
-    np.cumsum(count, out=offset[1:])
+    offset = row_offsets(count)
     n = int(offset[-1])
     ts, aid, target = np.empty(n, np.int64), np.empty(n, np.uint64), np.empty(n, np.int64)
     virt, zone = np.empty(n, np.bool_), np.empty(n, np.int32)
