@@ -29,6 +29,7 @@ import functools
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -47,16 +48,25 @@ SWEEP_LOCK = ".sweep.lock"
 PUBLISHED_MARKER = "_published.json"
 _AT_FDCWD = -100  # <fcntl.h>
 _RENAME_EXCHANGE = 2  # <linux/fs.h>
+# Threads removing replaced partitions in the background (publish_dir, wait_discards).
+_DISCARDS: list[threading.Thread] = []
+
+
+def sync_file(path: str) -> None:
+    """Flush one file's data to disk. A writer that calls it on each file it finishes spreads
+    the flushing over its run (the disk works while the CPU computes) instead of leaving it
+    all to the publish, which then fsyncs files that are already clean."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_tree(path: str) -> None:
     for dirpath, _dirnames, filenames in os.walk(path):
         for name in filenames:
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            sync_file(os.path.join(dirpath, name))
         _fsync_dir(dirpath)
 
 
@@ -197,11 +207,15 @@ def _write_failed(final_dir: str, exc: OSError, object_store: bool = False) -> E
 
 
 @contextlib.contextmanager
-def publish_dir(storage: Storage, staging_root: str, final_dir: str) -> Iterator[str]:
+def publish_dir(storage: Storage, staging_root: str, final_dir: str,
+                discard_in_background: bool = False) -> Iterator[str]:
     """Yield a fresh staging directory; on clean exit it replaces ``final_dir`` atomically.
 
     On an exception the staging directory is removed and ``final_dir`` is left as it was; an
-    ``OSError`` is reported as ``STORAGE_WRITE_FAILED``.
+    ``OSError`` is reported as ``STORAGE_WRITE_FAILED``. The replaced partition is removed
+    before returning or, with ``discard_in_background``, by a thread (``wait_discards`` joins
+    it; the interpreter waits for it at exit; if the process dies first, the next publish
+    sweeps what is left).
     """
     if not storage.is_local:
         try:
@@ -219,19 +233,31 @@ def publish_dir(storage: Storage, staging_root: str, final_dir: str) -> Iterator
             key=staging_root,
         ) from exc
     try:
-        try:
-            yield stage
-            _fsync_tree(stage)
-            old = _swap_in(stage, final_dir, staging_root)
-        except BaseException as exc:
-            shutil.rmtree(stage, ignore_errors=True)
-            if isinstance(exc, OSError):
-                raise _write_failed(final_dir, exc) from exc
-            raise
-    finally:
+        yield stage
+        _fsync_tree(stage)
+        old = _swap_in(stage, final_dir, staging_root)
+    except BaseException as exc:
+        shutil.rmtree(stage, ignore_errors=True)
         os.close(stage_fd)
-    if old is not None:
+        if isinstance(exc, OSError):
+            raise _write_failed(final_dir, exc) from exc
+        raise
+    os.close(stage_fd)
+    if old is None:
+        return
+    if discard_in_background:
+        t = threading.Thread(target=shutil.rmtree, args=(old,), kwargs={"ignore_errors": True},
+                             name="discard-replaced")
+        t.start()
+        _DISCARDS.append(t)
+    else:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def wait_discards() -> None:
+    """Wait until every replaced partition handed to a background removal is gone."""
+    while _DISCARDS:
+        _DISCARDS.pop().join()
 
 
 def _publish_object_store(storage: Storage, staging_root: str, final_dir: str):

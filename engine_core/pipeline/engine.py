@@ -35,7 +35,7 @@ from engine_core.io import (
     validate_scenario_id,
 )
 from engine_core.io.layout import YEAR_MAX, YEAR_MIN
-from engine_core.io.publish import write_json_atomic
+from engine_core.io.publish import sync_file, write_json_atomic
 from engine_core.kernels.arrivals import (
     MAX_GROUP_EVENTS,
     MODE_HYBRID,
@@ -719,7 +719,10 @@ class Engine:
         names: list[str] = []
         n_events = 0
         blocks = {"S4.time.v1": 0, "S4.site.v1": 0, "S4.edge.v1": 0, "S4.hybrid.v1": 0}
-        with publish_dir(self.storage, self.layout.staging_root, final) as stage, \
+        # the replaced partition (a re-run) is removed while the next state runs: deleting
+        # gigabytes is disk work that the publish need not wait for
+        with publish_dir(self.storage, self.layout.staging_root, final,
+                         discard_in_background=True) as stage, \
                 ThreadPoolExecutor(max_workers=S4_WRITERS) as pool:
             pending: list[Future] = []
             for chunk in self._s4_batches(w):
@@ -749,6 +752,8 @@ class Engine:
 
     def _write_chunk(self, out: dict[str, np.ndarray], path: str) -> None:
         _write_events(self._events_table(out), path)
+        if self.storage.is_local:  # else the stage is a local temporary copy to upload
+            sync_file(path)
 
     def _s4_chunk_arrays(self, chunk: pa.Table, w: Window, keys: dict[str, np.ndarray],
                          bucket_us: int, seq_next: dict[int, int],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from engine_core.io.publish import wait_discards
 from engine_core.pipeline.engine import Engine, peak_rss_mb
 
 
@@ -21,6 +22,7 @@ def run_all(engine: Engine) -> dict[str, Any]:
         res = fn()
         states[name] = res.summary()
     s5, report, passed = engine.run_s5()
+    wait_discards()
     states["s5"] = s5.summary()
     failed = [r["code"] for r in report["rules"] if not r["passed"]]
     events = states["s4"].get("events", 0)

@@ -42,8 +42,9 @@ VERSIONS = {
 }
 
 
-def _publish(storage: Storage, final: str, tag: str) -> None:
-    with publish_dir(storage, storage.join("_staging"), final) as stage:
+def _publish(storage: Storage, final: str, tag: str, background: bool = False) -> None:
+    with publish_dir(storage, storage.join("_staging"), final,
+                     discard_in_background=background) as stage:
         for name, data in VERSIONS[tag].items():
             Path(stage, name).write_bytes(data)
 
@@ -86,8 +87,9 @@ def _version_of(final: str) -> tuple[str | None, int]:
         os.close(fd)
 
 
+@pytest.mark.parametrize("background", [False, True], ids=["discard_now", "discard_background"])
 @pytest.mark.parametrize("exchange", [True, False], ids=["rename_exchange", "two_renames"])
-def test_concurrent_publishers_never_mix(tmp_path, monkeypatch, exchange):
+def test_concurrent_publishers_never_mix(tmp_path, monkeypatch, exchange, background):
     if not exchange:
         monkeypatch.setattr(publish, "_exchange", lambda a, b: False)
     elif publish._renameat2() is None:
@@ -116,7 +118,7 @@ def test_concurrent_publishers_never_mix(tmp_path, monkeypatch, exchange):
     def writer(tag: str) -> None:
         try:
             for _ in range(60):
-                _publish(storage, final, tag)
+                _publish(storage, final, tag, background)
         except BaseException as exc:
             errors.append(exc)
 
@@ -135,4 +137,33 @@ def test_concurrent_publishers_never_mix(tmp_path, monkeypatch, exchange):
         assert seen["missing"] == 0, seen  # the partition never disappears
     tag, gone = _version_of(final)
     assert tag in ("A", "B") and gone == 0
+    publish.wait_discards()
     assert sorted(p.name for p in Path(storage.join("_staging")).iterdir()) == [publish.SWEEP_LOCK]
+
+
+def test_a_replaced_partition_is_removed_in_background_after_the_publish(tmp_path, monkeypatch):
+    """With discard_in_background the publish returns as soon as the new version is in place;
+    the replaced one waits in the staging area until its removal ends (wait_discards), and a
+    sweep by another publish meanwhile does no harm."""
+    storage = Storage.open(str(tmp_path / "root"))
+    staging = storage.join("_staging")
+    final = storage.join("arrival_events", "scenario=baseline", "year=2026")
+    _publish(storage, final, "A")
+    release = threading.Event()
+    real_rmtree = publish.shutil.rmtree
+
+    def held_rmtree(path, **kw):
+        if threading.current_thread().name == "discard-replaced":
+            assert release.wait(30)
+        real_rmtree(path, **kw)
+
+    monkeypatch.setattr(publish.shutil, "rmtree", held_rmtree)
+    _publish(storage, final, "B", background=True)
+    assert _version_of(final) == ("B", 0)
+    waiting = [p for p in Path(staging).iterdir() if p.name != publish.SWEEP_LOCK]
+    assert len(waiting) == 1 and {p.name for p in waiting[0].iterdir()} == set(VERSIONS["A"])
+    publish._sweep_abandoned(staging)  # what the next publish does first
+    release.set()
+    publish.wait_discards()
+    assert sorted(p.name for p in Path(staging).iterdir()) == [publish.SWEEP_LOCK]
+    assert _version_of(final) == ("B", 0)
