@@ -324,17 +324,22 @@ def sort_group_keys(keys, bins, tmp, bucket_us):
     """Sort a group's keys ((offset << GROUP_INDEX_BITS) | i, offsets uniform in
     [0, bucket_us), all distinct) in place, in linear expected time: a counting pass by
     offset into len(keys) equal bins, then insertion sort of the nearly sorted result. Same
-    result as any sort. ``bins`` holds len(keys) + 1 counters, ``tmp`` len(keys) keys."""
+    result as any sort. ``bins`` holds len(keys) + 1 counters, ``tmp`` len(keys) keys.
+
+    The bin of an offset is ⌊offset · ⌊n·2³²/D⌋ / 2³²⌋ (< n, monotone in the offset): one
+    division per group instead of a 64-bit division per key and pass, which cost more than
+    the rest of the sort. The product stays below n·2³² < 2⁵⁶ for any bucket length."""
     n = keys.shape[0]
     if n > 32:
+        mul = (np.int64(n) << 32) // bucket_us
         for k in range(n + 1):
             bins[k] = 0
         for i in range(n):
-            bins[((keys[i] >> GROUP_INDEX_BITS) * n) // bucket_us + 1] += 1
+            bins[(((keys[i] >> GROUP_INDEX_BITS) * mul) >> 32) + 1] += 1
         for k in range(n):
             bins[k + 1] += bins[k]
         for i in range(n):
-            b = ((keys[i] >> GROUP_INDEX_BITS) * n) // bucket_us
+            b = ((keys[i] >> GROUP_INDEX_BITS) * mul) >> 32
             tmp[bins[b]] = keys[i]
             bins[b] += 1
         for i in range(n):

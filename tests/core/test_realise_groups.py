@@ -8,14 +8,18 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine_core.kernels.arrivals import (
+    GROUP_INDEX_BITS,
     MODE_HYBRID,
     MODE_PHYSICAL,
     MODE_VIRTUAL,
     balanced_blocks,
     generate_events,
     realise_groups,
+    sort_group_keys,
 )
 from engine_core.rng.samplers import alias_build
 from engine_core.rng.streams import series_stream, stream_keys
@@ -288,3 +292,23 @@ def test_fused_kernel_same_bytes_on_one_and_two_threads(case):
         numba.set_num_threads(before)
     for k in one:
         np.testing.assert_array_equal(one[k], two[k])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(min_value=0, max_value=400),
+    bucket_s=st.sampled_from([60, 900, 3600, 86400]),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_group_sort_equals_a_full_sort(n, bucket_s, seed):
+    """The group sort (bins by multiply-shift above 32 keys, insertion sort below and after)
+    gives exactly np.sort for any group size and bucket length, a day's included."""
+    bucket_us = bucket_s * US
+    rng = np.random.default_rng(seed)
+    offsets = rng.choice(bucket_us, size=min(n, bucket_us), replace=False).astype(np.int64)
+    keys = (offsets << GROUP_INDEX_BITS) | np.arange(len(offsets), dtype=np.int64)
+    expected = np.sort(keys)
+    got = keys.copy()
+    sort_group_keys(got, np.empty(len(got) + 1, np.int64), np.empty(len(got), np.int64),
+                    bucket_us)
+    assert np.array_equal(got, expected)
