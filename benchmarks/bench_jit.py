@@ -7,7 +7,9 @@ directory for "cold", the one the cold run filled for "warm"):
 
 1. ``warm_up()`` — every pipeline kernel called once — with each kernel's first-call seconds;
 2. a whole tiny-world run (``arrival-engine run``, S1–S5, so the validation kernels too),
-   whose cold − warm wall time is what compiling costs a first run.
+   whose cold − warm wall time is what compiling costs a first run; and the same cold run
+   with the background compiles switched off (their markers placed in the empty cache), so
+   every kernel compiles in the run's own process, one after another, for comparison.
 
 Medians over ``--runs`` are printed as a Markdown table.
 """
@@ -23,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from engine_core.kernels.precompile import GROUPS, marker_path
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = str(ROOT / ".venv/bin/python") if (ROOT / ".venv/bin/python").exists() else sys.executable
@@ -65,8 +69,19 @@ def one_round() -> dict[str, float]:
         for phase in ("cold", "warm"):
             wall, _ = in_process([*RUN, "--out", os.path.join(tmp, f"out-{phase}")], cache)
             out[f"{phase} tiny run wall_s"] = wall
+        # the same cold run with every kernel compiled in the run's own process (as before
+        # the background compiles): the markers say they are cached, so none starts
+        cache = os.path.join(tmp, "numba-serial")
+        os.makedirs(cache)
+        for group in GROUPS:
+            marker_path(cache, group).write_text("pretend\n")
+        wall, _ = in_process([*RUN, "--out", os.path.join(tmp, "out-serial")], cache)
+        out["cold tiny run, no background compile, wall_s"] = wall
     out["tiny run compile_s (cold - warm)"] = (
         out["cold tiny run wall_s"] - out["warm tiny run wall_s"]
+    )
+    out["tiny run compile_s without the background compile"] = (
+        out["cold tiny run, no background compile, wall_s"] - out["warm tiny run wall_s"]
     )
     return out
 
