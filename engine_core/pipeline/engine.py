@@ -122,6 +122,28 @@ def _dict_array(indices: np.ndarray, dictionary: list[str], mask: np.ndarray | N
     return pa.DictionaryArray.from_arrays(idx, pa.array(dictionary, type=pa.string()))
 
 
+def _bitmap(flags: np.ndarray) -> pa.Buffer:
+    """An Arrow bitmap (least significant bit first) of a boolean array."""
+    return pa.py_buffer(np.packbits(flags, bitorder="little"))
+
+
+def _with_validity(values: np.ndarray, typ: pa.DataType, valid: pa.Buffer | None,
+                   n_null: int) -> pa.Array:
+    """A fixed-width array over ``values`` (no copy) with a ready validity bitmap: one
+    bitmap serves every column with the same nulls, where ``pa.array(mask=)`` would invert
+    and pack the mask again for each."""
+    return pa.Array.from_buffers(typ, len(values), [valid if n_null else None,
+                                                    pa.py_buffer(values)], null_count=n_null)
+
+
+def _kernel_dict(indices: np.ndarray, dictionary: pa.Array, valid: pa.Buffer | None = None,
+                 n_null: int = 0) -> pa.DictionaryArray:
+    """Dictionary column over int32 codes the kernel produced (in range by construction,
+    so not validated again)."""
+    return pa.DictionaryArray.from_arrays(
+        _with_validity(indices, pa.int32(), valid, n_null), dictionary, safe=False)
+
+
 def _file_bytes(paths: list[str], storage: Storage) -> int:
     return int(sum(storage.fs.get_file_info(p).size or 0 for p in paths))
 
@@ -838,33 +860,37 @@ class Engine:
     def _events_table(self, out: dict[str, np.ndarray]) -> pa.Table:
         """The contract table of one chunk's kernel outputs (built in a writer thread)."""
         m = self.model
-        ev_mid = out["mid"]
-        seq = out["seq"]
         v = out["virtual"]
         n = len(v)
-        n_virtual = int(v.sum())
-        no_settle = out["settle_tz"] < 0
+        n_virtual = int(np.count_nonzero(v))
+        settled = out["settle_tz"] >= 0
+        n_unsettled = n - int(np.count_nonzero(settled))
+        settled_bits = _bitmap(settled) if n_unsettled else None
+        virtual_bits = _bitmap(v)
+        physical_bits = _bitmap(~v) if n_virtual else None
+        tzids = pa.array(m.tzids, type=pa.string())
         return pa.table(
             {
                 "arrival_id": pa.array(out["aid"], pa.uint64()),
-                "merchant_id": pa.array(ev_mid, pa.uint64()),
-                "legal_country_iso": _dict_array(out["country"], m.countries),
-                "zone_tzid": _dict_array(out["zone"], m.tzids),
-                "channel_group": _dict_array(out["channel"], m.channels),
+                "merchant_id": pa.array(out["mid"], pa.uint64()),
+                "legal_country_iso": _kernel_dict(out["country"],
+                                                  pa.array(m.countries, type=pa.string())),
+                "zone_tzid": _kernel_dict(out["zone"], tzids),
+                "channel_group": _kernel_dict(out["channel"],
+                                              pa.array(m.channels, type=pa.string())),
                 "bucket_start_utc": _ts_array(out["bucket"]),
-                "arrival_seq": pa.array(seq, pa.int64()),
+                "arrival_seq": pa.array(out["seq"], pa.int64()),
                 "ts_utc": _ts_array(out["ts"]),
-                "tzid": _dict_array(out["tz"], m.tzids),
+                "tzid": _kernel_dict(out["tz"], tzids),
                 "ts_local": _ts_array(out["local"], schemas.TS_LOCAL),
-                "tzid_settlement": _dict_array(np.maximum(out["settle_tz"], 0), m.tzids,
-                                               mask=no_settle if no_settle.any() else None),
-                "ts_local_settlement": pa.array(out["settle_local"], pa.int64(),
-                                                mask=no_settle if no_settle.any() else None
-                                                ).view(schemas.TS_LOCAL),
-                "site_id": pa.array(out["site"], pa.uint64(), mask=v if n_virtual else None),
-                "edge_id": pa.array(out["edge"], pa.uint64(),
-                                    mask=~v if n_virtual < n else None),
-                "is_virtual": pa.array(v, pa.bool_()),
+                "tzid_settlement": _kernel_dict(np.maximum(out["settle_tz"], 0), tzids,
+                                                settled_bits, n_unsettled),
+                "ts_local_settlement": _with_validity(out["settle_local"], schemas.TS_LOCAL,
+                                                      settled_bits, n_unsettled),
+                "site_id": _with_validity(out["site"], pa.uint64(), physical_bits, n_virtual),
+                "edge_id": _with_validity(out["edge"], pa.uint64(), virtual_bits,
+                                          n - n_virtual),
+                "is_virtual": pa.Array.from_buffers(pa.bool_(), n, [None, virtual_bits]),
             },
             schema=schemas.ARRIVAL_EVENTS,
         )
