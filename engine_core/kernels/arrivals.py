@@ -276,7 +276,7 @@ def realise_groups(
         m = 1
         for g in range(block_lo[blk], block_lo[blk + 1]):
             m = max(m, group_evt_lo[g + 1] - group_evt_lo[g])
-        scratch_i = np.empty((6, m + 1), dtype=np.int64)
+        scratch_i = np.empty((4, m + 1), dtype=np.int64)
         aid_l = np.empty(m, dtype=np.uint64)
         # per zone: the group whose bucket the cached offset covers, and that offset
         zone_group = np.full(n_zones, -1, dtype=np.int64)
@@ -365,11 +365,13 @@ def _realise_group(
 ):
     lo = group_evt_lo[g]
     n = group_evt_lo[g + 1] - lo
+    # per event of the group, in draw order: the sort key (offset in the bucket, index) and
+    # (row in the group, j), both packed with GROUP_INDEX_BITS (a group has < 2^24 events);
+    # ts_utc is the bucket start plus the key's offset
     keys = scratch_i[0, :n]
-    ts_l = scratch_i[1, :n]
-    row_l = scratch_i[2, :n]
-    j_l = scratch_i[3, :n]
-    start_us = row_bucket[group_row_lo[g]] * bucket_us
+    rj_l = scratch_i[1, :n]
+    row0 = group_row_lo[g]
+    start_us = row_bucket[row0] * bucket_us
     end_us = start_us + bucket_us
     i = 0
     for r in range(group_row_lo[g], group_row_lo[g + 1]):
@@ -378,22 +380,21 @@ def _realise_group(
         for j in range(row_count[r]):
             t0, t1 = philox_block(np.uint64(j), ctr_hi, key_time[s])
             ts = place_us(start_us, bucket_us, to_uniform(t0))
-            ts_l[i] = ts
             aid_l[i] = t1
-            row_l[i] = r
-            j_l[i] = j
+            rj_l[i] = ((r - row0) << GROUP_INDEX_BITS) | j
             keys[i] = ((ts - start_us) << GROUP_INDEX_BITS) | i
             i += 1
-    sort_group_keys(keys, scratch_i[4, : n + 1], scratch_i[5, :n], bucket_us)
+    sort_group_keys(keys, scratch_i[2, : n + 1], scratch_i[3, :n], bucket_us)
     seq0 = group_seq0[g]
+    ctr_hi = np.uint64(row_bucket[row0])  # one bucket per group
     for k in range(n):
         i = keys[k] & mask
         e = lo + k
-        r = row_l[i]
+        rj = rj_l[i]
+        r = row0 + (rj >> GROUP_INDEX_BITS)
         s = row_series[r]
-        ctr_lo = np.uint64(j_l[i])
-        ctr_hi = np.uint64(row_bucket[r])
-        ts = ts_l[i]
+        ctr_lo = np.uint64(rj & mask)
+        ts = start_us + (keys[k] >> GROUP_INDEX_BITS)
         virtual, tgt, zone = route_arrival(
             ctr_lo, ctr_hi, s, mode[s], key_site, key_edge, key_hybrid, site_lo, site_n,
             edge_lo, edge_n, site_prob, site_alias, site_zone, edge_prob, edge_alias, edge_zone,
