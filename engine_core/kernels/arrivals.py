@@ -418,13 +418,9 @@ def _realise_group(
             o_settle_tz[e] = -1
             o_settle_local[e] = 0
         o_aid[e] = aid_l[i]
-        o_mid[e] = merchant_id[s]
         o_country[e] = country_idx[s]
         o_zone[e] = zone_idx[s]
         o_channel[e] = channel_idx[s]
-        o_bucket[e] = start_us
-        o_seq[e] = seq0 + k
-        o_ts[e] = ts
         o_tz[e] = zone
         off = _bucket_offset(zone_group, zone_off, g, zone, start_us, end_us, zone_start,
                              trans_us, offset_s)
@@ -432,3 +428,11 @@ def _realise_group(
             off = offset_at(zone_start, trans_us, offset_s, zone, ts)
         o_local[e] = ts + off * US
         o_virtual[e] = virtual
+    # the columns that need no routing, in loops of their own (vectorised stores)
+    mid = merchant_id[row_series[row0]]  # one merchant per group
+    for k in range(n):
+        e = lo + k
+        o_mid[e] = mid
+        o_bucket[e] = start_us
+        o_seq[e] = seq0 + k
+        o_ts[e] = start_us + (keys[k] >> GROUP_INDEX_BITS)
