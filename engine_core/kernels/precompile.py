@@ -5,7 +5,7 @@ the warm-up, the validation kernels (row scan, reference arrival kernel, id and 
 kernels) when the checks first call them — one after another, in one process. Compiling is
 single-threaded, and these kernels share nothing, so :func:`start` spreads them over the
 machine: ``python -m engine_core.kernels.precompile kernels`` compiles the S2 and S3
-kernels, ``... validation`` every signature listed in ``validation_signatures.txt``, each
+kernels, ``... validation`` every signature listed in ``validation_signatures.json``, each
 into the on-disk cache, leaving a marker there when done; meanwhile the run compiles the
 S4 kernel, the largest. :func:`wait` — before the S2/S3 warm-up, before any rule runs —
 waits for a group, so the run loads what it compiled instead of compiling it again. With
@@ -23,6 +23,7 @@ kernel, when a run compiles a validation signature the list lacks.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -30,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SIGNATURES = Path(__file__).with_name("validation_signatures.txt")
+SIGNATURES = Path(__file__).with_name("validation_signatures.json")
 # background groups: kernels of the warm-up (the rest, "realise_groups", stays in the run)
 BACKGROUND_KERNELS = ("latent_field", "target_intensity", "bucket_counts")
 GROUPS = ("kernels", "validation")
@@ -77,26 +78,50 @@ def wait(group: str) -> float:
     return time.perf_counter() - t0
 
 
-def _types_namespace() -> dict:
+def type_spec(t) -> object:
+    """A JSON-able description of one Numba argument type (the kinds the checks use)."""
     from numba.core import types
 
-    ns = dict(vars(types))
-    ns["bool"] = types.boolean
-    return ns
+    if isinstance(t, types.Array):
+        if not t.aligned:
+            raise ValueError(f"unaligned array type {t} cannot be listed")
+        return {"array": str(t.dtype), "ndim": t.ndim, "layout": t.layout,
+                "readonly": not t.mutable}
+    if isinstance(t, types.IntegerLiteral):
+        return {"literal_int": t.literal_value}
+    if isinstance(t, types.Boolean | types.Integer | types.Float):
+        return str(t)
+    raise ValueError(f"argument type {t} ({type(t).__name__}) cannot be listed")
+
+
+def _scalar(name: str):
+    from numba.core import types
+
+    t = getattr(types, name, None)
+    if not isinstance(t, types.Boolean | types.Integer | types.Float):
+        raise ValueError(f"{SIGNATURES.name}: unknown scalar type {name!r}")
+    return t
+
+
+def from_spec(spec: object):
+    """The Numba type a :func:`type_spec` describes."""
+    from numba.core import types
+
+    if isinstance(spec, str):
+        return _scalar(spec)
+    if isinstance(spec, dict) and "array" in spec:
+        return types.Array(_scalar(spec["array"]), int(spec["ndim"]), str(spec["layout"]),
+                           readonly=bool(spec["readonly"]))
+    if isinstance(spec, dict) and "literal_int" in spec:
+        return types.literal(int(spec["literal_int"]))
+    raise ValueError(f"{SIGNATURES.name}: unreadable argument type {spec!r}")
 
 
 def load_signatures() -> list[tuple[str, str, tuple]]:
-    """(module, function, numba argument types) per line of the signature list."""
-    ns = _types_namespace()
-    out = []
-    for line in SIGNATURES.read_text().splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        module, name, sig = line.split("\t")
-        # signatures are numba type reprs; numba itself parses signature strings this way
-        args = eval(sig.replace("Literal[int](", "literal("), {}, ns)  # noqa: S307
-        out.append((module, name, args))
-    return out
+    """(module, function, numba argument types) per entry of the signature list."""
+    entries = json.loads(SIGNATURES.read_text())["signatures"]
+    return [(e["module"], e["function"], tuple(from_spec(a) for a in e["args"]))
+            for e in entries]
 
 
 def compile_all() -> int:
@@ -151,19 +176,37 @@ def tiny_run_after_warm_up(out_dir: str) -> tuple[list, list]:
             sorted(_compiled_here() - compiled_before))
 
 
-def record() -> int:
+def record() -> None:
+    """Regenerate the list in a process of its own with an empty Numba cache: a kernel
+    loaded from the cache does not specialise the kernels it calls, so a warm cache would
+    leave those out (and so would a background compile the run waits for)."""
+    with tempfile.TemporaryDirectory(prefix="arrival-precompile-") as tmp:
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(Path(tmp) / "numba")}
+        subprocess.run([sys.executable, "-m", "engine_core.kernels.precompile", "_record"],
+                       env=env, check=True)
+
+
+def _record_here() -> int:
+    _launched.update(GROUPS)  # compile everything in this process, nothing in the background
     with tempfile.TemporaryDirectory(prefix="arrival-precompile-") as tmp:
         sigs, _ = tiny_run_after_warm_up(tmp)
-    SIGNATURES.write_text(
-        "# Generated by `python -m engine_core.kernels.precompile record`: the kernel\n"
-        "# signatures a run compiles for validation after the S1-S4 warm-up.\n"
-        + "".join(f"{m}\t{n}\t{s}\n" for m, n, s in sigs))
-    return len(sigs)
+    types_of = {(m, n, str(sig)): sig for (m, n), d in _dispatchers().items()
+                for sig in d.signatures}
+    entries = [{"module": m, "function": n, "args": [type_spec(t) for t in types_of[m, n, s]]}
+               for m, n, s in sigs]
+    head = ('{"generated_by": "python -m engine_core.kernels.precompile record",\n'
+            ' "about": "kernel signatures a run compiles for validation after the S1-S4 '
+            'warm-up",\n "signatures": [\n')
+    SIGNATURES.write_text(head + ",\n".join(f"  {json.dumps(e)}" for e in entries) + "\n]}\n")
+    return len(entries)
 
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["record"]:
-        print(f"{record()} signatures written to {SIGNATURES}")
+        record()
+        return 0
+    if argv[:1] == ["_record"]:
+        print(f"{_record_here()} signatures written to {SIGNATURES}")
         return 0
     if argv[:1] == ["kernels"]:
         from engine_core.kernels.jit import warm_up

@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from engine_core.kernels import precompile
 from tests.reliability.conftest import REPO
 
@@ -33,6 +35,24 @@ def test_the_signature_list_parses_and_names_existing_kernels():
         disp = getattr(importlib.import_module(module), name)
         assert hasattr(disp, "compile"), f"{module}.{name} is not a Numba kernel"
         assert isinstance(args, tuple) and args, f"{module}.{name}: no argument types"
+
+
+def test_type_specs_round_trip_and_reject_what_they_cannot_describe():
+    from numba.core import types
+
+    kinds = [types.int64, types.boolean, types.float64, types.literal(3),
+             types.Array(types.uint64, 1, "C"), types.Array(types.int32, 2, "C", readonly=True),
+             types.Array(types.boolean, 1, "A")]
+    for t in kinds:
+        spec = precompile.type_spec(t)
+        assert json.loads(json.dumps(spec)) == spec
+        assert precompile.from_spec(spec) == t, (t, spec)
+    with pytest.raises(ValueError, match="cannot be listed"):
+        precompile.type_spec(types.unicode_type)
+    for bad in ("str", {"array": "object", "ndim": 1, "layout": "C", "readonly": False},
+                {"tuple": ["int64"]}, ["int64"]):
+        with pytest.raises(ValueError, match="validation_signatures.json"):
+            precompile.from_spec(bad)
 
 
 def test_after_the_background_compile_a_run_compiles_no_validation_kernel(tmp_path):
