@@ -179,7 +179,8 @@ def tiny_run_after_warm_up(out_dir: str) -> tuple[list, list]:
 def record() -> None:
     """Regenerate the list in a process of its own with an empty Numba cache: a kernel
     loaded from the cache does not specialise the kernels it calls, so a warm cache would
-    leave those out (and so would a background compile the run waits for)."""
+    leave those out (and so would a background compile the run waits for, which this
+    process does not launch)."""
     with tempfile.TemporaryDirectory(prefix="arrival-precompile-") as tmp:
         env = {**os.environ, "NUMBA_CACHE_DIR": str(Path(tmp) / "numba")}
         subprocess.run([sys.executable, "-m", "engine_core.kernels.precompile", "_record"],
@@ -225,4 +226,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    # run in the module the engine imports, so that state such as _launched is shared
+    from engine_core.kernels.precompile import main as _main
+
+    sys.exit(_main(sys.argv[1:]))
