@@ -249,7 +249,7 @@ def _event_rows(r_lo, r_hi, row_offset, out):
 # (measured per event on 4 S4 chunks of the reference world: 160 vs 250-300 ns at 2 threads).
 # The group's work is written out inside the block loop rather than called as a function:
 # a call per group passing ~55 arrays cost a third of the kernel (A/B on reference chunks:
-# 44.7 -> 27.6 ns/event at 2 threads, 80 -> 52 at one).
+# 44.7 -> 27.6 ns/event at 2 threads, 0.67x at one thread).
 @nb.njit(cache=True, nogil=True, parallel=True)
 def realise_groups(
     block_lo,  # [B+1]: group ranges of the work blocks (balanced by events)
