@@ -327,10 +327,8 @@ def realise_groups(
                     sz = settle_zone[s]
                     o_settle_tz[e] = sz
                     if sz >= 0:
-                        off = _bucket_offset(zone_group, zone_off, g, sz, start_us, end_us,
-                                             zone_start, trans_us, offset_s)
-                        if off == NO_SPAN:
-                            off = offset_at(zone_start, trans_us, offset_s, sz, ts)
+                        off = _zone_offset(zone_group, zone_off, g, sz, start_us, end_us, ts,
+                                           zone_start, trans_us, offset_s)
                         o_settle_local[e] = ts + off * US
                     else:
                         o_settle_local[e] = 0
@@ -344,10 +342,8 @@ def realise_groups(
                 o_zone[e] = zone_idx[s]
                 o_channel[e] = channel_idx[s]
                 o_tz[e] = zone
-                off = _bucket_offset(zone_group, zone_off, g, zone, start_us, end_us,
-                                     zone_start, trans_us, offset_s)
-                if off == NO_SPAN:
-                    off = offset_at(zone_start, trans_us, offset_s, zone, ts)
+                off = _zone_offset(zone_group, zone_off, g, zone, start_us, end_us, ts,
+                                   zone_start, trans_us, offset_s)
                 o_local[e] = ts + off * US
                 o_virtual[e] = virtual
             # the columns that need no routing, in loops of their own (vectorised stores)
@@ -375,15 +371,19 @@ NO_SPAN = np.iinfo(np.int64).min  # zone_off: a transition falls inside the buck
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _bucket_offset(zone_group, zone_off, g, z, start_us, end_us, zone_start, trans_us,
-                   offset_s):
-    """UTC offset (s) of zone z over group g's bucket [start_us, end_us), cached per zone for
-    the group; NO_SPAN when a transition falls inside the bucket (then per event)."""
+def _zone_offset(zone_group, zone_off, g, z, start_us, end_us, ts, zone_start, trans_us,
+                 offset_s):
+    """UTC offset (s) of zone z at ts, inside group g's bucket [start_us, end_us). The
+    bucket's offset is cached per zone for the group (one search per zone and group); only
+    when a transition falls inside the bucket (NO_SPAN) is it searched per event."""
     if zone_group[z] != g:
         off, nxt = offset_span(zone_start, trans_us, offset_s, z, start_us)
         zone_group[z] = g
         zone_off[z] = off if nxt >= end_us else NO_SPAN
-    return zone_off[z]
+    off = zone_off[z]
+    if off == NO_SPAN:
+        off = offset_at(zone_start, trans_us, offset_s, z, ts)
+    return off
 
 
 @nb.njit(cache=True, nogil=True)
