@@ -16,7 +16,8 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine_core import plots, schemas
+from engine_assets import plots
+from engine_core import schemas
 from engine_core.pipeline.engine import Engine
 from engine_core.pipeline.types import StateResult
 

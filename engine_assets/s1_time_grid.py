@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from engine_assets import plots
 from engine_assets.asset_keys import GROUP, S1_GROUPING, S1_TIME_GRID, WORLD
 from engine_assets.checks import rule_check_spec
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
 from engine_assets.state_step import StateStep
-from engine_core import plots
 from engine_core.checks.catalogue import RuleSpec, rules_for
 
 

@@ -4,12 +4,12 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from engine_assets import plots
 from engine_assets.asset_keys import GROUP, S1_GROUPING, S1_TIME_GRID, S2_LATENT_INTENSITY
 from engine_assets.checks import rule_check_specs
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
 from engine_assets.state_step import StateStep
-from engine_core import plots
 
 S2_CHECKS = rule_check_specs("s2", S2_LATENT_INTENSITY)
 

@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from engine_assets import plots
 from engine_assets.asset_keys import (
     GROUP,
     S1_GROUPING,
@@ -15,7 +16,6 @@ from engine_assets.checks import rule_check_specs
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
 from engine_assets.state_step import StateStep
-from engine_core import plots
 
 S3_CHECKS = rule_check_specs("s3", S3_BUCKET_COUNTS)
 

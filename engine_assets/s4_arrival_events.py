@@ -6,12 +6,12 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
+from engine_assets import plots
 from engine_assets.asset_keys import GROUP, S3_BUCKET_COUNTS, S4_ARRIVAL_EVENTS
 from engine_assets.checks import rule_check_specs
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
 from engine_assets.state_step import StateStep
-from engine_core import plots
 
 S4_CHECKS = rule_check_specs("s4", S4_ARRIVAL_EVENTS)
 SAMPLE_COLUMNS = [
