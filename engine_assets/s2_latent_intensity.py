@@ -30,8 +30,7 @@ def s2_latent_intensity(
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     step = StateStep(context, storage, engine)
     step.open_or_fail()
-    step.withdraw_passed_flag()
-    result = step.call("s2", step.engine.run_s2)
+    result = step.call("s2", lambda: step.run.state("s2"))
     path = step.dataset_uri("latent_intensity")
     yield dg.MaterializeResult(
         metadata=step.metadata(

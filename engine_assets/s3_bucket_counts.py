@@ -36,8 +36,7 @@ def s3_bucket_counts(
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     step = StateStep(context, storage, engine)
     step.open_or_fail()
-    step.withdraw_passed_flag()
-    result = step.call("s3", step.engine.run_s3)
+    result = step.call("s3", lambda: step.run.state("s3"))
     path = step.dataset_uri("bucket_counts")
 
     def count_dispersion() -> bytes:

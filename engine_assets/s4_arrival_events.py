@@ -40,10 +40,9 @@ def s4_arrival_events(
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     step = StateStep(context, storage, engine)
     step.open_or_fail()
-    step.withdraw_passed_flag()
-    result = step.call("s4", step.engine.run_s4)
+    result = step.call("s4", lambda: step.run.state("s4"))
     path = step.dataset_uri("arrival_events")
-    world = step.engine.world
+    world = step.run.ctx.world
     cached: dict[str, pl.DataFrame] = {}
 
     def events_sample() -> pl.DataFrame:

@@ -17,7 +17,8 @@ from engine_assets.asset_keys import ALL_ASSETS, GROUP, S5_VALIDATION_REPORT
 from engine_assets.metadata import identity_metadata
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
-from engine_assets.state_step import PASSED_FLAG, StateStep
+from engine_assets.state_step import StateStep
+from engine_core.io.store import PASSED_FLAG
 
 REPORT_FILE = "report.json"
 ISSUES_FILE = "issues.parquet"
@@ -44,7 +45,7 @@ def report_metadata(
         "failed_blocking": dg.MetadataValue.int(sum(1 for r in failed if r.get("blocking"))),
         "failed_warnings": dg.MetadataValue.int(sum(1 for r in failed if not r.get("blocking"))),
     }
-    md.update(identity_metadata(step.engine))
+    md.update(identity_metadata(step.run))
     return md
 
 
@@ -62,7 +63,8 @@ def s5_validation_report(
 ) -> dg.MaterializeResult:
     step = StateStep(context, storage, engine)
     step.open_or_fail()
-    result, report, passed = step.call("s5", lambda: step.engine.run_s5(reuse=True))
+    result = step.call("s5", lambda: step.run.state("s5", reuse=True))
+    report, passed = result.report, result.passed
     md = report_metadata(step, report, passed, result.elapsed_s)
     reused = result.metrics.get("reused_verdicts", [])
     md["reused_verdicts"] = dg.MetadataValue.json(reused)

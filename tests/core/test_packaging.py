@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -44,8 +45,13 @@ def _run(cmd: list[str], cwd: Path, timeout: int, env: dict | None = None
 
 @pytest.mark.slow
 def test_wheel_installs_and_runs_outside_the_repository(tmp_path):
+    # build from a copy: setuptools leaves build/ behind in the tree it builds
+    src = tmp_path / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "data", "artifacts", "*.egg-info", "__pycache__",
+        ".pytest_cache", ".ruff_cache", ".hypothesis"))
     dist = tmp_path / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(REPO)],
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(src)],
          tmp_path, 600)
     (wheel,) = dist.glob("arrival_engine-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
