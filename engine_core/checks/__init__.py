@@ -11,29 +11,27 @@ figures and remedies are listed in docs/errors.md.
 
 from __future__ import annotations
 
+from engine_core.checks.rules_s1 import s1_rules
+from engine_core.checks.rules_s2 import s2_rules
+from engine_core.checks.rules_s3 import s3_rules
+from engine_core.checks.rules_s4 import s4_rules
 from engine_core.checks.rules_world import world_rules
 from engine_core.checks.verdicts import RuleResult
+from engine_core.context import RunContext
+from engine_core.io.store import DatasetStore
 
 
-def evaluate(ctx, store, state: str, year: int) -> list[RuleResult]:
+def evaluate(ctx: RunContext, store: DatasetStore, state: str, year: int) -> list[RuleResult]:
     """Every rule of ``state`` (world, s1, s2, s3, s4) over the partition ``year``."""
     if state == "world":
         return world_rules(ctx, store)
     if state == "s1":
-        from engine_core.checks.rules_s1 import s1_rules
-
         return s1_rules(ctx, store, year)
     if state == "s2":
-        from engine_core.checks.rules_s2 import s2_rules
-
         return s2_rules(ctx, store, year)
     if state == "s3":
-        from engine_core.checks.rules_s3 import s3_rules
-
         return s3_rules(ctx, store, year)
     if state == "s4":
-        from engine_core.checks.rules_s4 import s4_rules
-
         return s4_rules(ctx, store, year)
     raise ValueError(f"unknown state {state!r}: expected world, s1, s2, s3 or s4")
 

@@ -14,13 +14,15 @@ from __future__ import annotations
 import numpy as np
 
 from engine_core.checks.verdicts import Offences, RuleResult, complete, guarded, verdict
+from engine_core.context import RunContext
+from engine_core.io.store import DatasetStore
 from engine_core.rng.streams import FAMILIES, group_stream, stream_keys
+from engine_core.tz import covers, tzdata_version
+from engine_core.world.fingerprint import world_fingerprint
+from engine_core.world.validate import canonical_world_tables
 
 
-def world_valid(ctx, store) -> RuleResult:
-    from engine_core.world.fingerprint import world_fingerprint
-    from engine_core.world.validate import canonical_world_tables
-
+def world_valid(ctx: RunContext, store: DatasetStore) -> RuleResult:
     tables = ctx.world.tables
     figures = {name: t.num_rows for name, t in tables.items()}
     canonical_world_tables(tables)  # raises EngineError on the first broken input rule
@@ -42,7 +44,7 @@ def world_valid(ctx, store) -> RuleResult:
     return verdict("WORLD_VALID", not examples, figures, examples)
 
 
-def rng_keys_unique(ctx, store) -> RuleResult:
+def rng_keys_unique(ctx: RunContext, store: DatasetStore) -> RuleResult:
     ns = ctx.policy.namespace
     seed = ctx.seed
     g = ctx.grouping
@@ -75,8 +77,7 @@ def rng_keys_unique(ctx, store) -> RuleResult:
     )
 
 
-def tz_coverage(ctx, store) -> RuleResult:
-    from engine_core.tz import covers, tzdata_version
+def tz_coverage(ctx: RunContext, store: DatasetStore) -> RuleResult:
 
     tz = ctx.tz
     lo, hi = min(ctx.years) - 1, max(ctx.years) + 1
@@ -107,7 +108,7 @@ def tz_coverage(ctx, store) -> RuleResult:
     return verdict("TZ_COVERAGE", off.ok, figures, off.examples)
 
 
-def world_rules(ctx, store) -> list[RuleResult]:
+def world_rules(ctx: RunContext, store: DatasetStore) -> list[RuleResult]:
     """The world rules of this run, in catalogue order (each fails rather than raises)."""
     results = [
         guarded("WORLD_VALID", lambda: world_valid(ctx, store)),

@@ -15,6 +15,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from engine_core.kernels.arrivals import realise_groups
+from engine_core.kernels.counts import bucket_counts, target_intensity
+from engine_core.kernels.latent import latent_field
 from engine_core.timebase import US_PER_S
 
 KERNELS = ("latent_field", "target_intensity", "bucket_counts", "realise_groups")
@@ -42,10 +45,6 @@ def warm_up(timings: dict[str, float] | None = None,
         raise ValueError("warming realise_groups needs the event columns' dtypes")
     if not todo:
         return 0.0
-    from engine_core.kernels.arrivals import realise_groups
-    from engine_core.kernels.counts import bucket_counts, target_intensity
-    from engine_core.kernels.latent import latent_field
-
     t0 = time.perf_counter()
     i64 = np.zeros(1, np.int64)
     u64 = np.zeros(1, np.uint64)

@@ -31,6 +31,11 @@ import sys
 import time
 from pathlib import Path
 
+from numba.core import types
+from numba.core.registry import CPUDispatcher
+
+from engine_core.kernels.jit import warm_up
+
 SIGNATURES = Path(__file__).with_name("validation_signatures.json")
 # background groups: kernels of the warm-up (the rest, "realise_groups", stays in the run)
 BACKGROUND_KERNELS = ("latent_field", "target_intensity", "bucket_counts")
@@ -80,8 +85,6 @@ def wait(group: str) -> float:
 
 def type_spec(t) -> object:
     """A JSON-able description of one Numba argument type (the kinds the checks use)."""
-    from numba.core import types
-
     if isinstance(t, types.Array):
         if not t.aligned:
             raise ValueError(f"unaligned array type {t} cannot be listed")
@@ -95,8 +98,6 @@ def type_spec(t) -> object:
 
 
 def _scalar(name: str):
-    from numba.core import types
-
     t = getattr(types, name, None)
     if not isinstance(t, types.Boolean | types.Integer | types.Float):
         raise ValueError(f"{SIGNATURES.name}: unknown scalar type {name!r}")
@@ -105,8 +106,6 @@ def _scalar(name: str):
 
 def from_spec(spec: object):
     """The Numba type a :func:`type_spec` describes."""
-    from numba.core import types
-
     if isinstance(spec, str):
         return _scalar(spec)
     if isinstance(spec, dict) and "array" in spec:
@@ -133,8 +132,6 @@ def compile_all() -> int:
 
 
 def dispatchers() -> dict[tuple[str, str], object]:
-    from numba.core.registry import CPUDispatcher
-
     found = {}
     for mod_name, mod in list(sys.modules.items()):
         if not mod_name.startswith("engine_core") or mod is None:
@@ -158,8 +155,6 @@ def compiled_here() -> set[tuple[str, str, str]]:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["kernels"]:
-        from engine_core.kernels.jit import warm_up
-
         warm_up(names=BACKGROUND_KERNELS)
     elif argv[:1] == ["validation"]:
         compile_all()
