@@ -175,3 +175,74 @@ DATASETS: dict[str, pa.Schema] = {
     "bucket_counts": BUCKET_COUNTS,
     "arrival_events": ARRIVAL_EVENTS,
 }
+
+# ----------------------------------------------------------------------------- data dictionary
+# One description per published column: the single source of the data dictionary in
+# docs/consuming.md (tests/core/test_data_dictionary.py keeps the two equal) and of the column
+# descriptions in the Dagster assets' table-schema metadata. Kept beside the schemas rather than
+# as Arrow field metadata, which would be written into every Parquet footer.
+_SERIES_COLUMNS = {
+    "merchant_id": "Merchant of the series (world `merchants.merchant_id`).",
+    "legal_country_iso": "ISO 3166-1 alpha-2 country of the series.",
+    "zone_tzid": "IANA time zone of the series (its weekly shape is in this local time).",
+    "channel_group": "card_present, card_not_present or mixed.",
+}
+COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
+    "time_grid": {
+        "bucket_index": "Bucket number within the partition, from 0.",
+        "bucket_abs": "Absolute bucket number: bucket_start_utc in seconds / bucket_seconds.",
+        "bucket_start_utc": "Start of the bucket (inclusive), µs, UTC.",
+        "bucket_end_utc": "End of the bucket (exclusive), µs, UTC.",
+        "duration_s": "Bucket length in seconds (policy time_grid.bucket_seconds).",
+    },
+    "grouping": {
+        **_SERIES_COLUMNS,
+        "demand_class": "The merchant's demand class (one of 11).",
+        "virtual_band": "physical or virtual: the virtual band of the stratum.",
+        "zone_group": "SHA-256 of the tzid modulo 16.",
+        "hash_bucket": "SHA-256 of the merchant_id modulo 32: splits a stratum into groups.",
+        "group_id": "Latent group: scenario band, stratum and hash bucket.",
+        "sigma": "σ of the group's log-Gaussian AR(1) field.",
+        "length_scale": "Length scale L of the field, in buckets.",
+        "kappa": "NB2 dispersion κ of the series' counts.",
+    },
+    "latent_intensity": {
+        "group_id": "Latent group (see grouping.group_id).",
+        "bucket_start_utc": "Start of the bucket, µs, UTC.",
+        "z": "Value of the AR(1) field Z at the bucket.",
+        "factor": "Multiplicative factor clamp(exp(Z − σ²/2), 0.2, 5).",
+    },
+    "bucket_counts": {
+        **_SERIES_COLUMNS,
+        "bucket_start_utc": "Start of the UTC bucket, µs.",
+        "mu": "Expected count μ = λ(series, bucket) × latent factor, capped at lambda_max.",
+        "count": "Sampled number of arrivals (> 0: only non-empty buckets are stored).",
+        "capped": "True when the count was capped at max_count_per_bucket.",
+    },
+    "arrival_events": {
+        "arrival_id": "Unique, partition-invariant 64-bit id of the arrival.",
+        **_SERIES_COLUMNS,
+        "bucket_start_utc": "Start of the UTC bucket the arrival was drawn in, µs.",
+        "arrival_seq": "Per-merchant sequence number, 1.., chronological within the partition.",
+        "ts_utc": "Arrival instant, µs, UTC.",
+        "tzid": "Time zone of the arrival: the site's, or the edge's operational zone.",
+        "ts_local": "Wall-clock time of ts_utc in tzid (naive, µs).",
+        "tzid_settlement": "Settlement time zone of a virtual arrival (null when physical "
+        "or the merchant has none).",
+        "ts_local_settlement": "Wall-clock time of ts_utc in tzid_settlement (naive, µs).",
+        "site_id": "Physical site the arrival was routed to (null when virtual).",
+        "edge_id": "Virtual edge the arrival was routed to (null when physical).",
+        "is_virtual": "True for an arrival routed to a virtual edge.",
+    },
+}
+
+
+def data_dictionary_markdown(dataset: str) -> str:
+    """The data dictionary of ``dataset`` as a Markdown table (column, type, nulls, meaning)."""
+    schema = DATASETS[dataset]
+    lines = ["| column | type | nulls | description |", "| --- | --- | --- | --- |"]
+    for f in schema:
+        nulls = "yes" if f.nullable else "no"
+        lines.append(f"| `{f.name}` | `{f.type}` | {nulls} | "
+                     f"{COLUMN_DESCRIPTIONS[dataset][f.name]} |")
+    return "\n".join(lines)

@@ -937,6 +937,7 @@ class Engine:
         the Dagster path, where every state's rules already ran as asset checks."""
         from engine_core.checks import evaluate, memo
         from engine_core.checks.report import publish_report
+        from engine_core.io.iceberg import sync_partition as sync_iceberg_partition
 
         self._await_validation_kernels()
         t0 = time.perf_counter()
@@ -956,6 +957,8 @@ class Engine:
                 k += 1
                 rep.update(k)
             report, files = publish_report(self, w.year, results)
+            # Iceberg: after S5 publishes its verdict, register a PASS / withdraw a FAIL
+            sync_iceberg_partition(self, w.year, report["passed"])
             reports.append(report)
             paths += files
             rows += len(results)
