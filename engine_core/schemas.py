@@ -243,6 +243,7 @@ def data_dictionary_markdown(dataset: str) -> str:
     lines = ["| column | type | nulls | description |", "| --- | --- | --- | --- |"]
     for f in schema:
         nulls = "yes" if f.nullable else "no"
-        lines.append(f"| `{f.name}` | `{f.type}` | {nulls} | "
+        typ = f"dict<{f.type.value_type}>" if pa.types.is_dictionary(f.type) else str(f.type)
+        lines.append(f"| `{f.name}` | `{typ}` | {nulls} | "
                      f"{COLUMN_DESCRIPTIONS[dataset][f.name]} |")
     return "\n".join(lines)
