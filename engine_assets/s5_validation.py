@@ -19,6 +19,7 @@ from engine_assets.metadata import data_version_of, identity_metadata
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
 from engine_assets.state_step import PASSED_FLAG, StateStep
+from engine_core.io.iceberg import describe_partition
 
 REPORT_FILE = "report.json"
 ISSUES_FILE = "issues.parquet"
@@ -71,6 +72,8 @@ def s5_validation_report(
     md = report_metadata(step, report, passed, result.elapsed_s)
     reused = result.metrics.get("reused_verdicts", [])
     md["reused_verdicts"] = dg.MetadataValue.json(reused)
+    md["iceberg_tables"] = dg.MetadataValue.json(
+        describe_partition(step.engine, step.partition.year))
     context.log.info(
         f"verdicts reused from this partition's asset checks (same files): {reused or 'none'}"
     )

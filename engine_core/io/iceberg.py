@@ -319,6 +319,26 @@ def _has_rows(storage: Storage, path: str) -> bool:
     return pq.ParquetFile(path, filesystem=storage.fs).metadata.num_rows > 0
 
 
+def describe_partition(engine: Any, year: int) -> dict[str, Any]:
+    """Per table of the run: its identifier, current snapshot and the year's file count
+    (``{}`` when tables are off). For metadata; never raises."""
+    if not enabled_for(engine.storage):
+        return {}
+    out: dict[str, Any] = {}
+    try:
+        with _quiet_pyiceberg():
+            catalog = open_catalog(engine.storage)
+            for dataset in DATASETS:
+                ref = table_ref(engine.layout, dataset, engine.config.scenario)
+                table = catalog.load_table(ref.identifier)
+                snap = table.current_snapshot()
+                out[str(ref)] = {"snapshot_id": snap.snapshot_id if snap else None,
+                                 "year_files": len(year_files(table, year))}
+    except Exception as exc:  # metadata only
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
 def load_table(root: str, *, world_fingerprint: str, parameter_hash: str, seed: int,
                dataset: str, scenario: str) -> Any:
     """The pyiceberg table of one dataset and scenario of a run (for readers and tests)."""

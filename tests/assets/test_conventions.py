@@ -48,6 +48,10 @@ def test_materialisations_carry_data_versions_and_described_columns(tiny_run):
     for name, mat in mats.items():
         assert mat.tags.get("dagster/data_version"), name
         assert mat.tags.get("dagster/code_version") == engine_core.code_version(), name
+    tables = mats["s5_validation_report"].metadata["iceberg_tables"].value
+    assert {t.split(".")[1] for t in tables} == {"arrival_events_baseline",
+                                                 "bucket_counts_baseline"}
+    assert all(t["snapshot_id"] and t["year_files"] >= 1 for t in tables.values())
     columns = mats[S4_ARRIVAL_EVENTS].metadata[COLUMN_SCHEMA].value.columns
     assert [c.name for c in columns] == schemas.ARRIVAL_EVENTS.names
     assert [c.description for c in columns] == [
