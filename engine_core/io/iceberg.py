@@ -275,13 +275,7 @@ def sync_partition(engine: Any, year: int, passed: bool) -> dict[str, Any]:
             catalog = open_catalog(storage)
             for dataset in DATASETS:
                 ref = table_ref(layout, dataset, scenario)
-                uris: list[str] = []
-                if passed:
-                    files = [f for f in engine.dataset_files(dataset, year)
-                             if _has_rows(storage, f)]
-                    target = registered_dir(layout, dataset, scenario, year,
-                                            publish_id(storage, files))
-                    uris = [_file_uri(storage, p) for p in _link_files(storage, files, target)]
+                uris = _register_files(engine, dataset, year) if passed else []
                 props = {"engine.partition": f"{scenario}|{year}",
                          "engine.verdict": "PASS" if passed else "FAIL"}
                 for attempt in range(_COMMIT_ATTEMPTS):
@@ -309,6 +303,24 @@ def sync_partition(engine: Any, year: int, passed: bool) -> dict[str, Any]:
             key=f"{scenario}|{year}",
         ) from exc
     return out
+
+
+def _register_files(engine: Any, dataset: str, year: int, attempts: int = 3) -> list[str]:
+    """Link the partition's published files under their publish id; the URIs to register.
+    A concurrent run of the same partition may swap the directory while it is being read:
+    then the listing is taken again (the bytes are the same by determinism)."""
+    storage: Storage = engine.storage
+    for attempt in range(attempts):
+        try:
+            files = [f for f in engine.dataset_files(dataset, year) if _has_rows(storage, f)]
+            target = registered_dir(engine.layout, dataset, engine.config.scenario, year,
+                                    publish_id(storage, files))
+            return [_file_uri(storage, p) for p in _link_files(storage, files, target)]
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
+    return []
 
 
 def _has_rows(storage: Storage, path: str) -> bool:

@@ -9,6 +9,10 @@ for the whole of January (a re-publish with other content), then 2027 published 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
 import warnings
 
 import polars as pl
@@ -141,3 +145,43 @@ def test_a_failed_partition_never_appears(history):
         assert year_files(table, 2027) == []
         years = pl.from_arrow(table.scan(selected_fields=("bucket_start_utc",)).to_arrow())
         assert years["bucket_start_utc"].dt.year().unique().to_list() == [2026]
+
+
+# ----------------------------------------------------------------------------- configuration
+WEEK = (dt.datetime(2026, 3, 2, tzinfo=UTC), dt.datetime(2026, 3, 9, tzinfo=UTC))
+
+
+def test_a_catalog_from_pyiceberg_configuration(tmp_path):
+    """ENGINE_ICEBERG names a catalog of pyiceberg's own configuration (here an SQL one
+    defined in the environment of the CLI run; a REST catalog is configured the same way)."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    warehouse = tmp_path / "warehouse"
+    warehouse.mkdir()
+    env = {**os.environ, "ENGINE_ICEBERG": "lake", "NUMBA_NUM_THREADS": "2",
+           "PYICEBERG_CATALOG__LAKE__TYPE": "sql",
+           "PYICEBERG_CATALOG__LAKE__URI": f"sqlite:///{tmp_path}/lake.db",
+           "PYICEBERG_CATALOG__LAKE__WAREHOUSE": f"file://{warehouse}"}
+    root = tmp_path / "data"
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine_core.cli", "run", "--world", "tiny", "--start",
+         "2026-03-02", "--end", "2026-03-09", "--out", str(root), "--quiet"],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    catalog = SqlCatalog("lake", uri=f"sqlite:///{tmp_path}/lake.db",
+                         warehouse=f"file://{warehouse}")
+    (namespace,) = catalog.list_namespaces()
+    assert namespace[0].startswith(f"engine_{summary['world_fingerprint'][:12]}_")
+    table = catalog.load_table((namespace[0], "arrival_events_baseline"))
+    assert table.scan(selected_fields=("ts_utc",)).to_arrow().num_rows == summary["events"]
+    assert not (root / "_iceberg" / "catalog.db").exists()
+
+
+def test_tables_can_be_switched_off(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENGINE_ICEBERG", "off")
+    root = tmp_path / "data"
+    assert run_all(_engine(str(root), *WEEK))["passed"]
+    assert not (root / "_iceberg").exists()
+    assert engine_core.read_arrivals(str(root), world="tiny", scenario=SCENARIO).select(
+        pl.len()).collect().item() > 0
