@@ -73,7 +73,7 @@ def s5_validation_report(
     reused = result.metrics.get("reused_verdicts", [])
     md["reused_verdicts"] = dg.MetadataValue.json(reused)
     md["iceberg_tables"] = dg.MetadataValue.json(
-        describe_partition(step.engine, step.partition.year))
+        describe_partition(step.engine.layout, step.partition.scenario, step.partition.year))
     context.log.info(
         f"verdicts reused from this partition's asset checks (same files): {reused or 'none'}"
     )

@@ -258,24 +258,23 @@ def _commit_year(table: Any, year: int, add_uris: list[str], props: dict[str, st
     return True
 
 
-def sync_partition(engine: Any, year: int, passed: bool) -> dict[str, Any]:
-    """Make the Iceberg tables of ``engine``'s run agree with S5's verdict on ``year``:
-    register the published files on PASS, withdraw the year on FAIL. Returns what it did
-    per table (``{}`` when tables are off)."""
+def sync_partition(layout: RunLayout, scenario: str, year: int, passed: bool) -> dict[str, Any]:
+    """Make the Iceberg tables of the run at ``layout`` agree with S5's verdict on
+    ``scenario``/``year``: register the published files on PASS, withdraw the year on FAIL.
+    Returns what it did per table (``{}`` when tables are off). Needs nothing but the layout,
+    so any caller that knows the run's location can keep the tables."""
     from pyiceberg.exceptions import CommitFailedException
 
-    storage: Storage = engine.storage
+    storage = layout.storage
     if not enabled_for(storage):
         return {}
-    layout: RunLayout = engine.layout
-    scenario = engine.config.scenario
     out: dict[str, Any] = {}
     try:
         with _quiet_pyiceberg(), _catalog_lock(storage):
             catalog = open_catalog(storage)
             for dataset in DATASETS:
                 ref = table_ref(layout, dataset, scenario)
-                uris = _register_files(engine, dataset, year) if passed else []
+                uris = _register_files(layout, dataset, scenario, year) if passed else []
                 props = {"engine.partition": f"{scenario}|{year}",
                          "engine.verdict": "PASS" if passed else "FAIL"}
                 for attempt in range(_COMMIT_ATTEMPTS):
@@ -305,16 +304,26 @@ def sync_partition(engine: Any, year: int, passed: bool) -> dict[str, Any]:
     return out
 
 
-def _register_files(engine: Any, dataset: str, year: int, attempts: int = 3) -> list[str]:
+def _published_files(layout: RunLayout, dataset: str, scenario: str, year: int) -> list[str]:
+    from pyarrow.fs import FileSelector, FileType
+
+    path = layout.partition_dir(dataset, scenario, year)
+    infos = layout.storage.fs.get_file_info(FileSelector(path))
+    return sorted(i.path for i in infos
+                  if i.type == FileType.File and i.base_name.endswith(".parquet"))
+
+
+def _register_files(layout: RunLayout, dataset: str, scenario: str, year: int,
+                    attempts: int = 3) -> list[str]:
     """Link the partition's published files under their publish id; the URIs to register.
     A concurrent run of the same partition may swap the directory while it is being read:
     then the listing is taken again (the bytes are the same by determinism)."""
-    storage: Storage = engine.storage
+    storage = layout.storage
     for attempt in range(attempts):
         try:
-            files = [f for f in engine.dataset_files(dataset, year) if _has_rows(storage, f)]
-            target = registered_dir(engine.layout, dataset, engine.config.scenario, year,
-                                    publish_id(storage, files))
+            files = [f for f in _published_files(layout, dataset, scenario, year)
+                     if _has_rows(storage, f)]
+            target = registered_dir(layout, dataset, scenario, year, publish_id(storage, files))
             return [_file_uri(storage, p) for p in _link_files(storage, files, target)]
         except FileNotFoundError:
             if attempt == attempts - 1:
@@ -331,17 +340,17 @@ def _has_rows(storage: Storage, path: str) -> bool:
     return pq.ParquetFile(path, filesystem=storage.fs).metadata.num_rows > 0
 
 
-def describe_partition(engine: Any, year: int) -> dict[str, Any]:
+def describe_partition(layout: RunLayout, scenario: str, year: int) -> dict[str, Any]:
     """Per table of the run: its identifier, current snapshot and the year's file count
     (``{}`` when tables are off). For metadata; never raises."""
-    if not enabled_for(engine.storage):
+    if not enabled_for(layout.storage):
         return {}
     out: dict[str, Any] = {}
     try:
         with _quiet_pyiceberg():
-            catalog = open_catalog(engine.storage)
+            catalog = open_catalog(layout.storage)
             for dataset in DATASETS:
-                ref = table_ref(engine.layout, dataset, engine.config.scenario)
+                ref = table_ref(layout, dataset, scenario)
                 table = catalog.load_table(ref.identifier)
                 snap = table.current_snapshot()
                 out[str(ref)] = {"snapshot_id": snap.snapshot_id if snap else None,

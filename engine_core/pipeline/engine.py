@@ -958,7 +958,7 @@ class Engine:
                 rep.update(k)
             report, files = publish_report(self, w.year, results)
             # Iceberg: after S5 publishes its verdict, register a PASS / withdraw a FAIL
-            sync_iceberg_partition(self, w.year, report["passed"])
+            sync_iceberg_partition(self.layout, self.config.scenario, w.year, report["passed"])
             reports.append(report)
             paths += files
             rows += len(results)
