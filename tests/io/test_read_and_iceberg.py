@@ -86,6 +86,15 @@ def test_an_unvalidated_partition_is_refused_by_name_unless_asked(history):
     assert anyway.height > 0 and anyway["ts_utc"].dt.year().unique().to_list() == [2027]
 
 
+def test_a_world_directory_names_the_same_run(history, tmp_path):
+    from engine_core.world import export_world, generate_world
+
+    export_world(generate_world("tiny"), tmp_path / "world")
+    by_dir = engine_core.read_arrivals(history["root"], world=str(tmp_path / "world"),
+                                       scenario=SCENARIO, years=[2026])
+    assert by_dir.select(pl.len()).collect().item() == history["second"]["events"]
+
+
 def test_unknown_year_and_world_fingerprint_as_world(history):
     with pytest.raises(EngineError) as err:
         engine_core.read_arrivals(history["root"], world="tiny", scenario=SCENARIO,
