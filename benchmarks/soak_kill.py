@@ -53,6 +53,7 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 STATE_OF_DATASET = {"bucket_counts": "s3", "arrival_events": "s4", "validation": "s5"}
 STAGING = "_staging"
+ICEBERG = "_iceberg"  # the Iceberg catalog: snapshot ids and commit times, not output bytes
 SWEEP_LOCK = ".sweep.lock"
 TRIGGER = "[s2]"
 FLAG = "_passed.flag"
@@ -115,12 +116,12 @@ class Trial:
 
 # ------------------------------------------------------------------------------ inspection
 def snapshot(root: Path, datasets: tuple[str, ...] | None = None) -> dict[str, str]:
-    """Relative path -> SHA-256 of every published file (lock files and staging excluded),
-    of the given datasets only when ``datasets`` is set."""
+    """Relative path -> SHA-256 of every published file (lock files, staging and the Iceberg
+    catalog excluded), of the given datasets only when ``datasets`` is set."""
     out: dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         rel = Path(dirpath).relative_to(root)
-        if rel.parts[:1] == (STAGING,) or (
+        if rel.parts[:1] in ((STAGING,), (ICEBERG,)) or (
             datasets is not None and len(rel.parts) > 3 and rel.parts[3] not in datasets
         ):
             dirnames[:] = []

@@ -1,30 +1,39 @@
 """Materialise one partition through Dagster from the command line, no web server needed.
 
     arrival-engine-dagster [--partition 'baseline|2026'] [--world small] [--seed 42]
-                           [--storage-root ./data] [--threads N]
+                           [--storage-root ./data] [--threads N] [--verbose] [--log-file F]
 
 Runs every asset of the chain and every asset check in one process, exactly as a run launched
 from the UI would, records the run in the Dagster instance under ``DAGSTER_HOME`` when that is
-set (so it shows up in ``dagster dev`` later) or in a throw-away instance otherwise, and prints
-where the output went with a JSON summary. Exit code 0 when every asset materialised and the
-partition passed validation, 1 otherwise.
+set (so it shows up in ``dagster dev`` later) or in a throw-away instance otherwise.
+
+On stderr a person sees one live bar per state (plain periodic lines when stderr is not a
+terminal) and a summary table: events, wall time, throughput, checks passed, where the output
+is. Dagster's own event log goes to a file whose path is printed first (``--verbose`` sends it
+to stderr instead). stdout carries the JSON summary only. Exit code 0 when every asset
+materialised and the partition passed validation, 1 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
+import re
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import IO, Any
 
 import dagster as dg
 
+from engine_assets.asset_keys import S4_ARRIVAL_EVENTS, S5_VALIDATION_REPORT
 from engine_assets.definitions import ENGINE_ASSETS
 from engine_assets.partitions import engine_partitions, parse_partition_key
+from engine_assets.progress import add_listener, remove_listener
 from engine_assets.resources import (
     DEFAULT_SEED,
     DEFAULT_STORAGE_ROOT,
@@ -33,8 +42,10 @@ from engine_assets.resources import (
     EngineSettings,
     EngineStorage,
 )
+from engine_core.console import TerminalProgress, print_summary, summary_rows
 
 DEFAULT_PARTITION = "baseline|2026"
+BAR_STATES = ("world", "s1", "s2", "s3", "s4", "s5")
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -72,7 +83,56 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         default=int(threads) if threads else None,
         help="Numba threads (default $ENGINE_THREADS or all cores)",
     )
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="Dagster's event log on stderr instead of a file",
+    )
+    p.add_argument(
+        "--log-file",
+        default=None,
+        help="file for Dagster's event log (default under $DAGSTER_HOME/logs or the temp dir)",
+    )
     return p.parse_args(argv)
+
+
+def default_log_path(partition: str) -> str:
+    home = os.environ.get("DAGSTER_HOME")
+    base = os.path.join(home, "logs") if home else os.path.join(
+        tempfile.gettempdir(), "arrival-engine-dagster")
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    return os.path.join(base, f"{partition.replace('|', '-')}-{stamp}-{os.getpid()}.log")
+
+
+@contextlib.contextmanager
+def _event_log(verbose: bool, path: str) -> Iterator[None]:
+    """Where Dagster's console log (and any other stderr chatter of the run) goes."""
+    if verbose:
+        yield
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a", encoding="utf-8") as log, contextlib.redirect_stderr(_PlainText(log)):
+        yield
+
+
+class _PlainText(io.TextIOBase):
+    """A text stream that drops ANSI colour codes: Dagster's console logger colours its lines
+    whenever stdout is a terminal, wherever its own stream goes."""
+
+    _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+    def __init__(self, target: IO[str]) -> None:
+        self._target = target
+
+    def write(self, text: str) -> int:
+        self._target.write(self._ANSI.sub("", text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._target.flush()
+
+    def isatty(self) -> bool:
+        return False
 
 
 @contextlib.contextmanager
@@ -139,26 +199,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         "engine": EngineSettings(world=args.world, seed=args.seed, threads=args.threads),
         "alerts": AlertSettings(),
     }
-    with _instance() as (instance, where):
-        result = dg.materialize(
-            ENGINE_ASSETS,
-            partition_key=partition.key,
-            resources=resources,
-            instance=instance,
-            raise_on_error=False,
-            tags={"engine/trigger": "arrival-engine-dagster"},
-        )
-        summary = _summary(result, key)
-        summary["run_id"] = result.run_id
-        summary["dagster_instance"] = where
+    log_path = None if args.verbose else os.path.abspath(args.log_file or default_log_path(key))
+    stderr = sys.stderr
+    print(f"partition {key}: world={args.world} seed={args.seed}", file=stderr)
+    print(f"Dagster event log: {log_path or 'stderr (--verbose)'}", file=stderr, flush=True)
+    started = time.perf_counter()
+    progress = TerminalProgress(BAR_STATES, stream=stderr)
+    add_listener(progress)
+    try:
+        with _instance() as (instance, where):
+            with _event_log(args.verbose, log_path or ""):
+                result = dg.materialize(
+                    ENGINE_ASSETS,
+                    partition_key=partition.key,
+                    resources=resources,
+                    instance=instance,
+                    raise_on_error=False,
+                    tags={"engine/trigger": "arrival-engine-dagster"},
+                )
+            summary = _summary(result, key)
+            summary["run_id"] = result.run_id
+            summary["dagster_instance"] = where
+    finally:
+        remove_listener(progress)
+        progress.close()
     summary["storage_root"] = storage.resolved_root()
-    report = summary["assets"].get("s5_validation_report", {})
-    print(f"partition {key}: {'PASSED' if result.success else 'FAILED'}", file=sys.stderr)
-    print(f"output under {summary['run_root'] or summary['storage_root']}", file=sys.stderr)
-    if report.get("path"):
-        print(f"validation report: {report.get('report_path')}", file=sys.stderr)
+    summary["event_log"] = log_path
+    print_summary(_summary_rows(summary, time.perf_counter() - started), stream=stderr,
+                  title=f"arrival engine, partition {key}")
     print(json.dumps(summary, indent=2, default=str))
     return 0 if result.success else 1
+
+
+def _summary_rows(summary: dict[str, Any], wall_s: float) -> list[tuple[str, str]]:
+    events = summary["assets"].get(S4_ARRIVAL_EVENTS, {}).get("events", 0)
+    report = summary["assets"].get(S5_VALIDATION_REPORT, {})
+    checks = summary["checks"]
+    extra = {"validation report": str(report.get("report_path") or "not written")}
+    extra["Dagster event log"] = summary["event_log"] or "stderr"
+    temporary = summary["dagster_instance"].startswith("temporary")
+    extra["Dagster run"] = f"{summary['run_id']}{' (temporary instance)' if temporary else ''}"
+    return summary_rows(
+        events=int(events), wall_s=wall_s, checks_passed=checks["passed"],
+        checks_total=checks["evaluated"], passed=bool(summary["success"]),
+        output=str(summary["run_root"] or summary["storage_root"]), extra=extra,
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ schema from ``engine_core.schemas``; plots are PNGs embedded as base64 Markdown 
 from __future__ import annotations
 
 import base64
+import hashlib
 import resource
 import sys
 from dataclasses import dataclass
@@ -47,17 +48,48 @@ def dataset_stats(path: str) -> DatasetStats:
     return DatasetStats(path=path, files=len(files), rows=rows, bytes=size)
 
 
-def table_schema(schema: pa.Schema) -> dg.TableSchema:
+def table_schema(schema: pa.Schema, descriptions: dict[str, str] | None = None) -> dg.TableSchema:
+    """The contract schema with each column's description from the data dictionary
+    (``engine_core.schemas.COLUMN_DESCRIPTIONS``, also rendered in docs/consuming.md)."""
+    descriptions = descriptions or {}
     return dg.TableSchema(
         columns=[
             dg.TableColumn(
                 name=f.name,
                 type=str(f.type),
+                description=descriptions.get(f.name),
                 constraints=dg.TableColumnConstraints(nullable=f.nullable),
             )
             for f in schema
         ]
     )
+
+
+def dataset_schema(dataset: str) -> dg.TableSchema:
+    return table_schema(schemas.DATASETS[dataset], schemas.COLUMN_DESCRIPTIONS[dataset])
+
+
+def data_version_of(path: str, names: list[str] | None = None) -> dg.DataVersion:
+    """A data version from the files published under ``path`` (its Parquet files, or the
+    given ``names``): SHA-256 over each file's name, size and, for Parquet, its footer (row
+    groups, column chunk sizes and offsets, statistics); other files are hashed whole. A
+    re-run that rewrites identical bytes keeps the version; changed rows change it. Parquet
+    data pages are not read."""
+    fs, base = plots.filesystem_for(path)
+    files = plots.dataset_files(path) if names is None else [f"{base}/{n}" for n in names]
+    h = hashlib.sha256()
+    for name in files:
+        with fs.open_input_file(name) as handle:
+            size = handle.size()
+            h.update(f"{name.rsplit('/', 1)[-1]}|{size}|".encode())
+            if name.endswith(".parquet") and size >= 8:
+                handle.seek(size - 8)
+                footer_len = int.from_bytes(handle.read(4), "little")
+                handle.seek(max(size - 8 - footer_len, 0))
+                h.update(handle.read(footer_len))
+            else:
+                h.update(handle.read())
+    return dg.DataVersion(h.hexdigest()[:32])
 
 
 def png_markdown(png: bytes, title: str) -> dg.MetadataValue:
@@ -104,7 +136,7 @@ def state_metadata(
         "output_bytes": dg.MetadataValue.int(stats.bytes),
         "output_files": dg.MetadataValue.int(stats.files),
         "path": dg.MetadataValue.path(stats.path),
-        COLUMN_SCHEMA: table_schema(schemas.DATASETS[dataset]),
+        COLUMN_SCHEMA: dataset_schema(dataset),
     }
     if events is not None:
         md["events"] = dg.MetadataValue.int(events)

@@ -20,6 +20,27 @@ TAG_PROGRESS = "engine/progress"
 TAG_ETA = "engine/eta_s"
 TAG_RATE = "engine/rows_per_s"
 
+# Callbacks that also receive every update, unthrottled, in this process: the terminal bars of
+# ``arrival-engine-dagster`` (in-process executor, so the steps run here).
+_LISTENERS: list[Callable[[ProgressUpdate], None]] = []
+
+
+def add_listener(callback: Callable[[ProgressUpdate], None]) -> None:
+    _LISTENERS.append(callback)
+
+
+def remove_listener(callback: Callable[[ProgressUpdate], None]) -> None:
+    if callback in _LISTENERS:
+        _LISTENERS.remove(callback)
+
+
+def _tell_listeners(update: ProgressUpdate) -> None:
+    for callback in list(_LISTENERS):
+        try:
+            callback(update)
+        except Exception:  # a display must never fail the state it shows
+            pass
+
 
 class RunProgressReporter:
     """Progress callback for the core engine, bound to one asset step."""
@@ -40,6 +61,7 @@ class RunProgressReporter:
 
     def __call__(self, update: ProgressUpdate) -> None:
         self.updates_seen += 1
+        _tell_listeners(update)
         now = self._clock()
         final = update.total > 0 and update.done >= update.total
         if final and self._last_final == (update.state, update.done):
@@ -73,4 +95,6 @@ class RunProgressReporter:
     def finished(self, state: str, rows: int, elapsed_s: float) -> None:
         """Mark the state complete in the run tags (a short state may never call back)."""
         rate = rows / elapsed_s if elapsed_s > 0 else 0.0
-        self.set_tags(ProgressUpdate(state, rows, rows, "rows", elapsed_s, rate, 0.0))
+        update = ProgressUpdate(state, rows, rows, "rows", elapsed_s, rate, 0.0)
+        _tell_listeners(update)
+        self.set_tags(update)

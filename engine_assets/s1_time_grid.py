@@ -12,6 +12,7 @@ import dagster as dg
 from engine_assets import plots
 from engine_assets.asset_keys import GROUP, S1_GROUPING, S1_TIME_GRID, WORLD
 from engine_assets.checks import rule_check_spec
+from engine_assets.conventions import asset_conventions
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
 from engine_assets.state_step import StateStep
@@ -35,14 +36,19 @@ S1_CHECKS = [rule_check_spec(rule, asset_of_rule(rule)) for rule in rules_for("s
             S1_TIME_GRID,
             deps=[WORLD],
             kinds={"parquet"},
-            description="Hourly buckets of the partition: index, absolute bucket number, "
-            "half-open [start, end) in UTC.",
+            description="The hourly UTC buckets of the partition: index, absolute bucket "
+            "number, half-open [start, end). Parquet under "
+            "`<run_root>/time_grid/scenario=<id>/year=<yyyy>/`.",
+            **asset_conventions("s1"),
         ),
         dg.AssetSpec(
             S1_GROUPING,
             deps=[WORLD],
             kinds={"parquet"},
-            description="Each series' latent group (stratum x hash bucket) with its σ, L and κ.",
+            description="Each series' latent group (scenario band x demand class x channel x "
+            "virtual band x zone group x hash bucket) with the group's σ, L and the series' κ. "
+            "Parquet under `<run_root>/grouping/scenario=<id>/year=<yyyy>/`.",
+            **asset_conventions("s1"),
         ),
     ],
     check_specs=S1_CHECKS,
@@ -53,7 +59,11 @@ def s1_time_grid_and_grouping(
     step = StateStep(context, storage, engine)
     step.open_or_fail()
     result = step.call("s1", lambda: step.run.state("s1"))
-    yield dg.MaterializeResult(asset_key=S1_TIME_GRID, metadata=step.metadata(result, "time_grid"))
+    yield dg.MaterializeResult(
+        asset_key=S1_TIME_GRID,
+        metadata=step.metadata(result, "time_grid"),
+        data_version=step.data_version("time_grid"),
+    )
     grouping_path = step.dataset_uri("grouping")
     yield dg.MaterializeResult(
         asset_key=S1_GROUPING,
@@ -66,5 +76,6 @@ def s1_time_grid_and_grouping(
                 )
             },
         ),
+        data_version=step.data_version("grouping"),
     )
     yield from step.check_results("s1", S1_CHECKS)

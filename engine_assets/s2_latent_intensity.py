@@ -7,6 +7,7 @@ import dagster as dg
 from engine_assets import plots
 from engine_assets.asset_keys import GROUP, S1_GROUPING, S1_TIME_GRID, S2_LATENT_INTENSITY
 from engine_assets.checks import rule_check_specs
+from engine_assets.conventions import asset_conventions
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
 from engine_assets.state_step import StateStep
@@ -22,8 +23,11 @@ S2_CHECKS = rule_check_specs("s2", S2_LATENT_INTENSITY)
     deps=[S1_TIME_GRID, S1_GROUPING],
     check_specs=S2_CHECKS,
     kinds={"numba", "parquet"},
-    description="Latent factor per (group, bucket): exp(Z - σ²/2) of an AR(1) field keyed "
-    "by absolute bucket, clipped to [0.2, 5].",
+    description="The latent intensity factor per (group, hourly bucket): exp(Z - σ²/2) of a "
+    "log-Gaussian AR(1) field keyed by absolute bucket, clipped to [0.2, 5]; it makes "
+    "traffic bursty and correlated within a group. Parquet under "
+    "`<run_root>/latent_intensity/scenario=<id>/year=<yyyy>/` (docs/model.md).",
+    **asset_conventions("s2"),
 )
 def s2_latent_intensity(
     context: dg.AssetExecutionContext, storage: EngineStorage, engine: EngineSettings
@@ -41,6 +45,7 @@ def s2_latent_intensity(
                     plots.read_sample(path, ["group_id", "bucket_start_utc", "factor"])
                 )
             },
-        )
+        ),
+        data_version=step.data_version("latent_intensity"),
     )
     yield from step.check_results("s2", S2_CHECKS)

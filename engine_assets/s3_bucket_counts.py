@@ -13,6 +13,7 @@ from engine_assets.asset_keys import (
     S3_BUCKET_COUNTS,
 )
 from engine_assets.checks import rule_check_specs
+from engine_assets.conventions import asset_conventions
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
 from engine_assets.state_step import StateStep
@@ -28,8 +29,11 @@ S3_CHECKS = rule_check_specs("s3", S3_BUCKET_COUNTS)
     deps=[S1_TIME_GRID, S1_GROUPING, S2_LATENT_INTENSITY],
     check_specs=S3_CHECKS,
     kinds={"numba", "parquet"},
-    description="Arrivals per (series, bucket) with count > 0 (sparse), with μ and the "
-    "capped flag.",
+    description="How many arrivals each series has in each hourly UTC bucket (rows with "
+    "count > 0 only), with the expected count μ = λ x latent factor and the capped flag. "
+    "Read validated partitions with `engine_core.read_bucket_counts(root, world=..., "
+    "scenario=..., years=[...])` (docs/consuming.md).",
+    **asset_conventions("s3"),
 )
 def s3_bucket_counts(
     context: dg.AssetExecutionContext, storage: EngineStorage, engine: EngineSettings
@@ -52,6 +56,7 @@ def s3_bucket_counts(
                 "Count dispersion": count_dispersion,
                 "Arrivals per day": lambda: plots.daily_arrivals_png(plots.daily_counts(path)),
             },
-        )
+        ),
+        data_version=step.data_version("bucket_counts"),
     )
     yield from step.check_results("s3", S3_CHECKS)

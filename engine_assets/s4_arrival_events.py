@@ -9,6 +9,7 @@ import polars as pl
 from engine_assets import plots
 from engine_assets.asset_keys import GROUP, S3_BUCKET_COUNTS, S4_ARRIVAL_EVENTS
 from engine_assets.checks import rule_check_specs
+from engine_assets.conventions import asset_conventions
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
 from engine_assets.state_step import StateStep
@@ -32,8 +33,12 @@ SAMPLE_COLUMNS = [
     deps=[S3_BUCKET_COUNTS],
     check_specs=S4_CHECKS,
     kinds={"numba", "parquet"},
-    description="One row per arrival: ids, UTC and local timestamps (µs), site or edge, "
-    "sorted by (merchant_id, ts_utc, arrival_seq).",
+    description="The arrival events of the partition, one row per arrival: unique id, the "
+    "series it came from, UTC and local wall-clock timestamps (µs), the site or virtual edge "
+    "it was routed to; sorted by (merchant_id, ts_utc, arrival_seq). Read validated "
+    "partitions with `engine_core.read_arrivals(root, world=..., scenario=..., years=[...])` "
+    "or the Iceberg table `arrival_events_<scenario>` (docs/consuming.md).",
+    **asset_conventions("s4"),
 )
 def s4_arrival_events(
     context: dg.AssetExecutionContext, storage: EngineStorage, engine: EngineSettings
@@ -69,6 +74,7 @@ def s4_arrival_events(
             result,
             "arrival_events",
             plots={"Weekly profile": weekly_profile, "Routing shares": routing_shares},
-        )
+        ),
+        data_version=step.data_version("arrival_events"),
     )
     yield from step.check_results("s4", S4_CHECKS)

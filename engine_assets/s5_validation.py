@@ -14,10 +14,12 @@ from typing import Any
 import dagster as dg
 
 from engine_assets.asset_keys import ALL_ASSETS, GROUP, S5_VALIDATION_REPORT
-from engine_assets.metadata import identity_metadata
+from engine_assets.conventions import asset_conventions
+from engine_assets.metadata import data_version_of, identity_metadata
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
 from engine_assets.state_step import StateStep
+from engine_core.io.iceberg import describe_partition
 from engine_core.io.store import PASSED_FLAG
 
 REPORT_FILE = "report.json"
@@ -56,7 +58,11 @@ def report_metadata(
     backfill_policy=ENGINE_BACKFILL_POLICY,
     deps=[a for a in ALL_ASSETS if a != S5_VALIDATION_REPORT],
     kinds={"json", "parquet"},
-    description="Per-partition validation report, issue table and _passed.flag (on PASS only).",
+    description="The partition's validation verdict: report.json (every rule with its "
+    "figures), issues.parquet and _passed.flag, written only when every rule passed; on PASS "
+    "the partition is registered in the Iceberg tables. Consumers read only flagged "
+    "partitions: `engine_core.read_arrivals` refuses others (docs/consuming.md).",
+    **asset_conventions("s5"),
 )
 def s5_validation_report(
     context: dg.AssetExecutionContext, storage: EngineStorage, engine: EngineSettings
@@ -68,6 +74,9 @@ def s5_validation_report(
     md = report_metadata(step, report, passed, result.elapsed_s)
     reused = result.metrics.get("reused_verdicts", [])
     md["reused_verdicts"] = dg.MetadataValue.json(reused)
+    md["iceberg_tables"] = dg.MetadataValue.json(
+        describe_partition(step.run.store.layout, step.partition.scenario,
+                           step.partition.year))
     context.log.info(
         f"verdicts reused from this partition's asset checks (same files): {reused or 'none'}"
     )
@@ -83,4 +92,7 @@ def s5_validation_report(
             allow_retries=False,
         )
     context.log.info(f"partition {step.partition} passed; flag at {md['passed_flag'].value}")
-    return dg.MaterializeResult(metadata=md)
+    return dg.MaterializeResult(
+        metadata=md,
+        data_version=data_version_of(step.dataset_uri("validation"), [REPORT_FILE]),
+    )

@@ -16,7 +16,13 @@ from typing import Any, TypeVar
 import dagster as dg
 
 from engine_assets.checks import check_results_for
-from engine_assets.metadata import DatasetStats, dataset_stats, png_markdown, state_metadata
+from engine_assets.metadata import (
+    DatasetStats,
+    data_version_of,
+    dataset_stats,
+    png_markdown,
+    state_metadata,
+)
 from engine_assets.partitions import EnginePartition, partition_of
 from engine_assets.progress import RunProgressReporter
 from engine_assets.resources import EngineSettings, EngineStorage
@@ -98,6 +104,10 @@ class StateStep:
         """The same directory as something another reader can open: a local path, or an
         ``s3://bucket/key?…`` URI carrying the root's endpoint options."""
         return self.run.store.uri(self.dataset_path(dataset))
+
+    def data_version(self, dataset: str) -> dg.DataVersion:
+        """The data version of what this step published for ``dataset``."""
+        return data_version_of(self.dataset_uri(dataset))
 
     def stats(self, dataset: str) -> DatasetStats:
         return dataset_stats(self.dataset_uri(dataset))

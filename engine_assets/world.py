@@ -13,6 +13,7 @@ import dagster as dg
 
 from engine_assets.asset_keys import GROUP, WORLD
 from engine_assets.checks import check_name, figure_metadata, rule_check_specs, severity_of
+from engine_assets.conventions import asset_conventions
 from engine_assets.metadata import ROW_COUNT, identity_metadata
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
@@ -55,8 +56,11 @@ def rejected_world_result(err: EngineError) -> dg.AssetCheckResult:
     backfill_policy=ENGINE_BACKFILL_POLICY,
     check_specs=WORLD_CHECKS,
     kinds={"python"},
-    description="The upstream world (preset or directory of Parquet), validated and "
-    "fingerprinted for the partition's year and scenario.",
+    description="The upstream world (merchants, sites, virtual edges, series with weekly "
+    "shapes, calendar, scenarios): a preset or a directory of world Parquet (resource "
+    "`engine.world`), validated and fingerprinted; its checks gate every state. Its data "
+    "version is the world fingerprint (docs/world.md).",
+    **asset_conventions("world"),
 )
 def world(
     context: dg.AssetExecutionContext, storage: EngineStorage, engine: EngineSettings
@@ -70,5 +74,8 @@ def world(
         yield rejected_world_result(err)
         raise engine_failure(err) from err
     step.progress.finished("world", result.rows, result.elapsed_s)
-    yield dg.MaterializeResult(metadata=world_metadata(step, result))
+    yield dg.MaterializeResult(
+        metadata=world_metadata(step, result),
+        data_version=dg.DataVersion(step.run.ctx.world_fingerprint[:32]),
+    )
     yield from step.rule_results(result.rules, WORLD_CHECKS)

@@ -36,3 +36,27 @@ def _default_numba_cache_dir() -> str:
 _os.environ.setdefault("NUMBA_CACHE_DIR", _default_numba_cache_dir())
 
 __version__ = "0.1.0"
+
+
+def code_version() -> str:
+    """What the engine's code contributes to its output: the package version and the digest
+    of every kernel source (the digest that names the Numba cache). The Dagster assets carry
+    it as their ``code_version``, so a kernel change marks every materialised partition
+    stale."""
+    return f"{__version__}+{kernel_source_digest()}"
+
+
+# The reading API (engine_core/read.py), imported on first use so that `import engine_core`
+# stays light for the CLI and the kernels.
+_READ_API = ("read_arrivals", "read_bucket_counts", "validated_files")
+
+
+def __getattr__(name: str):
+    if name in _READ_API:
+        from engine_core import read
+
+        return getattr(read, name)
+    raise AttributeError(f"module 'engine_core' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "code_version", *_READ_API]

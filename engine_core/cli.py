@@ -5,9 +5,10 @@
     arrival-engine world export --preset reference --out DIR
     arrival-engine world check DIR
 
-Progress goes to stderr; the last line on stdout is a JSON summary. Exit codes: 0 success,
-1 validation failed, 2 bad input (the error code is printed on stderr), 3 an internal
-error (a defect: traceback and INTERNAL_ERROR on stderr).
+Progress goes to stderr (one live bar per state on a terminal, plain periodic lines
+otherwise) followed by a summary table; the last line on stdout is a JSON summary. Exit
+codes: 0 success, 1 validation failed, 2 bad input (the error code is printed on stderr),
+3 an internal error (a defect: traceback and INTERNAL_ERROR on stderr).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+import time
 from collections.abc import Sequence
 
 from engine_core.errors import EngineError
@@ -71,13 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _progress(update) -> None:
-    print(update.line(), file=sys.stderr, flush=True)
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     # imported here, not at the top: `world` and `--help` need no Numba
-    from engine_core.pipeline import Run, RunConfig, run_all
+    from engine_core.console import TerminalProgress, print_summary
+    from engine_core.pipeline import STATES, Run, RunConfig, run_all
 
     if args.threads is not None and args.threads < 1:
         raise EngineError("CLI_USAGE", f"--threads must be >= 1, got {args.threads}")
@@ -86,13 +85,35 @@ def _cmd_run(args: argparse.Namespace) -> int:
         end=_parse_ts(args.end), storage_root=args.out, seed=args.seed, threads=args.threads,
         policy_path=args.policy,
     )
-    run = Run.open(cfg, progress=None if args.quiet else _progress)
-    run.store.storage.ensure_writable()
-    summary = run_all(run)
+    started = time.perf_counter()
+    progress = None if args.quiet else TerminalProgress(STATES, stream=sys.stderr)
+    try:
+        run = Run.open(cfg, progress=progress)
+        run.store.storage.ensure_writable()
+        summary = run_all(run)
+    finally:
+        if progress is not None:
+            progress.close()
+    if not args.quiet:
+        print_summary(_summary_rows(summary, time.perf_counter() - started), stream=sys.stderr)
     if not summary["passed"]:
         print("VALIDATION_FAILED: " + " ".join(summary["failed_rules"]), file=sys.stderr)
     print(json.dumps(summary, sort_keys=True, default=str))
     return EXIT_OK if summary["passed"] else EXIT_FAILED_VALIDATION
+
+
+def _summary_rows(summary: dict, wall_s: float) -> list[tuple[str, str]]:
+    """The closing table of a run: the JSON summary's figures a person looks at."""
+    from engine_core.checks.catalogue import RULES
+    from engine_core.console import summary_rows
+
+    total = len(RULES) * max(len(summary.get("years") or []), 1)
+    return summary_rows(
+        events=int(summary.get("events", 0)), wall_s=wall_s,
+        checks_passed=total - len(summary.get("failed_rules") or []), checks_total=total,
+        output=str(summary.get("out", "")), passed=bool(summary.get("passed")),
+        extra={"years": ", ".join(str(y) for y in summary.get("years") or [])},
+    )
 
 
 def _cmd_world(args: argparse.Namespace) -> int:

@@ -194,36 +194,50 @@ class EventColumn:
 # and 18.3 instead of 24.2 B/row (docs/benchmarks.md).
 EVENT_COLUMNS: tuple[EventColumn, ...] = (
     EventColumn("arrival_id", pa.uint64(), "uint64",
-                "unique, partition-invariant id of the arrival", parquet="plain"),
-    EventColumn("merchant_id", pa.uint64(), "uint64", "merchant of the series",
+                "Unique, partition-invariant 64-bit id of the arrival.",
+                parquet="plain"),
+    EventColumn("merchant_id", pa.uint64(), "uint64",
+                "Merchant of the series (world `merchants.merchant_id`).",
                 statistics=True),
-    EventColumn("legal_country_iso", DICT_STR, "int32", "country of the series",
+    EventColumn("legal_country_iso", DICT_STR, "int32",
+                "ISO 3166-1 alpha-2 country of the series.",
                 dictionary="countries"),
-    EventColumn("zone_tzid", DICT_STR, "int32", "time zone of the series",
+    EventColumn("zone_tzid", DICT_STR, "int32",
+                "IANA time zone of the series (its weekly shape is in this local time).",
                 dictionary="tzids"),
-    EventColumn("channel_group", DICT_STR, "int32", "channel group of the series",
+    EventColumn("channel_group", DICT_STR, "int32",
+                "card_present, card_not_present or mixed.",
                 dictionary="channels"),
-    EventColumn("bucket_start_utc", TS_UTC, "int64", "start of the arrival's bucket (UTC)",
+    EventColumn("bucket_start_utc", TS_UTC, "int64",
+                "Start of the UTC bucket the arrival was drawn in, µs.",
                 statistics=True),
     EventColumn("arrival_seq", pa.int64(), "int64",
-                "per-merchant sequence number, 1.., chronological in the partition",
+                "Per-merchant sequence number, 1.., chronological within the partition.",
                 parquet="delta", statistics=True),
-    EventColumn("ts_utc", TS_UTC, "int64", "arrival instant (UTC, µs)", parquet="delta",
-                statistics=True),
-    EventColumn("tzid", DICT_STR, "int32", "time zone of the site, or the edge's operational zone",
+    EventColumn("ts_utc", TS_UTC, "int64",
+                "Arrival instant, µs, UTC.",
+                parquet="delta", statistics=True),
+    EventColumn("tzid", DICT_STR, "int32",
+                "Time zone of the arrival: the site's, or the edge's operational zone.",
                 dictionary="tzids"),
-    EventColumn("ts_local", TS_LOCAL, "int64", "wall clock in tzid (naive, µs)",
+    EventColumn("ts_local", TS_LOCAL, "int64",
+                "Wall-clock time of ts_utc in tzid (naive, µs).",
                 parquet="delta"),
     EventColumn("tzid_settlement", DICT_STR, "int32",
-                "settlement time zone of a virtual arrival's merchant", dictionary="tzids",
-                null_when="unsettled"),
-    EventColumn("ts_local_settlement", TS_LOCAL, "int64", "wall clock in tzid_settlement",
+                "Settlement time zone of a virtual arrival (null when physical "
+                "or the merchant has none).",
+                dictionary="tzids", null_when="unsettled"),
+    EventColumn("ts_local_settlement", TS_LOCAL, "int64",
+                "Wall-clock time of ts_utc in tzid_settlement (naive, µs).",
                 null_when="unsettled", parquet="delta"),
-    EventColumn("site_id", pa.uint64(), "uint64", "site the arrival was routed to",
+    EventColumn("site_id", pa.uint64(), "uint64",
+                "Physical site the arrival was routed to (null when virtual).",
                 null_when="virtual"),
-    EventColumn("edge_id", pa.uint64(), "uint64", "virtual edge the arrival was routed to",
+    EventColumn("edge_id", pa.uint64(), "uint64",
+                "Virtual edge the arrival was routed to (null when physical).",
                 null_when="physical"),
-    EventColumn("is_virtual", pa.bool_(), "bool", "routed to an edge (True) or a site"),
+    EventColumn("is_virtual", pa.bool_(), "bool",
+                "True for an arrival routed to a virtual edge."),
 )
 ARRIVAL_EVENTS = pa.schema([c.field() for c in EVENT_COLUMNS])
 EVENT_PARQUET_OPTIONS: dict = {
@@ -251,3 +265,62 @@ DATASETS: dict[str, pa.Schema] = {
 }
 # every dataset of the storage layout (SPEC §8), validation included
 DATASET_NAMES: tuple[str, ...] = (*DATASETS, "validation")
+
+# ----------------------------------------------------------------------------- data dictionary
+# One description per published column: the single source of the data dictionary in
+# docs/consuming.md (tests/core/test_data_dictionary.py keeps the two equal) and of the column
+# descriptions in the Dagster assets' table-schema metadata. Kept beside the schemas rather than
+# as Arrow field metadata, which would be written into every Parquet footer.
+_SERIES_COLUMNS = {
+    "merchant_id": "Merchant of the series (world `merchants.merchant_id`).",
+    "legal_country_iso": "ISO 3166-1 alpha-2 country of the series.",
+    "zone_tzid": "IANA time zone of the series (its weekly shape is in this local time).",
+    "channel_group": "card_present, card_not_present or mixed.",
+}
+COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
+    "time_grid": {
+        "bucket_index": "Bucket number within the partition, from 0.",
+        "bucket_abs": "Absolute bucket number: bucket_start_utc in seconds / bucket_seconds.",
+        "bucket_start_utc": "Start of the bucket (inclusive), µs, UTC.",
+        "bucket_end_utc": "End of the bucket (exclusive), µs, UTC.",
+        "duration_s": "Bucket length in seconds (policy time_grid.bucket_seconds).",
+    },
+    "grouping": {
+        **_SERIES_COLUMNS,
+        "demand_class": "The merchant's demand class (one of 11).",
+        "virtual_band": "physical or virtual: the virtual band of the stratum.",
+        "zone_group": "SHA-256 of the tzid modulo 16.",
+        "hash_bucket": "SHA-256 of the merchant_id modulo 32: splits a stratum into groups.",
+        "group_id": "Latent group: scenario band, stratum and hash bucket.",
+        "sigma": "σ of the group's log-Gaussian AR(1) field.",
+        "length_scale": "Length scale L of the field, in buckets.",
+        "kappa": "NB2 dispersion κ of the series' counts.",
+    },
+    "latent_intensity": {
+        "group_id": "Latent group (see grouping.group_id).",
+        "bucket_start_utc": "Start of the bucket, µs, UTC.",
+        "z": "Value of the AR(1) field Z at the bucket.",
+        "factor": "Multiplicative factor clamp(exp(Z − σ²/2), 0.2, 5).",
+    },
+    "bucket_counts": {
+        **_SERIES_COLUMNS,
+        "bucket_start_utc": "Start of the UTC bucket, µs.",
+        "mu": "Expected count μ = λ(series, bucket) × latent factor, capped at lambda_max.",
+        "count": "Sampled number of arrivals (> 0: only non-empty buckets are stored).",
+        "capped": "True when the count was capped at max_count_per_bucket.",
+    },
+    # the event columns are described where they are declared
+    "arrival_events": {c.name: c.description for c in EVENT_COLUMNS},
+}
+
+
+def data_dictionary_markdown(dataset: str) -> str:
+    """The data dictionary of ``dataset`` as a Markdown table (column, type, nulls, meaning)."""
+    schema = DATASETS[dataset]
+    lines = ["| column | type | nulls | description |", "| --- | --- | --- | --- |"]
+    for f in schema:
+        nulls = "yes" if f.nullable else "no"
+        typ = f"dict<{f.type.value_type}>" if pa.types.is_dictionary(f.type) else str(f.type)
+        lines.append(f"| `{f.name}` | `{typ}` | {nulls} | "
+                     f"{COLUMN_DESCRIPTIONS[dataset][f.name]} |")
+    return "\n".join(lines)

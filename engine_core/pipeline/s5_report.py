@@ -14,6 +14,7 @@ from engine_core.checks import evaluate, memo
 from engine_core.checks.report import publish_report
 from engine_core.checks.verdicts import RuleResult
 from engine_core.context import RunContext, Shard
+from engine_core.io.iceberg import sync_partition
 from engine_core.io.store import DatasetStore
 from engine_core.pipeline.jit import await_validation_kernels
 from engine_core.pipeline.progress import ProgressReporter, peak_rss_mb
@@ -63,6 +64,8 @@ def run(ctx: RunContext, store: DatasetStore, progress: ProgressCallback | None 
             k += 1
             rep.update(k)
         report, files = publish_report(ctx, store, w.year, results)
+        # the Iceberg tables follow the verdict: a PASS is registered, a FAIL withdrawn
+        sync_partition(store.layout, ctx.scenario, w.year, report["passed"])
         reports.append(report)
         paths += files
         rules += results

@@ -18,6 +18,7 @@ import pytest
 
 from engine_assets import demo
 from engine_assets.jobs import ENGINE_JOB
+from tests.terminal import run_on_terminal
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -147,6 +148,59 @@ def test_demo_script_materialises_one_partition(tmp_path, monkeypatch, capsys):
     assert summary["assets"]["s4_arrival_events"]["events"] > 0
     assert summary["run_root"].startswith(str(tmp_path))
     assert _flags(tmp_path) == ["scenario=stress/year=2025/_passed.flag"]
+    # stderr is not a terminal here: plain progress lines and the summary, no event log
+    assert "[s4] " in out.err and "events/s" in out.err and "checks passed" in out.err
+    assert "DEBUG" not in out.err and "STEP_SUCCESS" not in out.err
+    log = Path(summary["event_log"])
+    assert f"Dagster event log: {log}" in out.err
+    text = log.read_text()
+    assert "RUN_SUCCESS" in text and "STEP_SUCCESS" in text and "\x1b[" not in text
+
+
+def test_demo_script_on_a_terminal_shows_bars_and_a_summary(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENGINE_", "DAGSTER_"))}
+    log = tmp_path / "events.log"
+    run = run_on_terminal(
+        [str(BIN / "arrival-engine-dagster"), "--partition", "baseline|2026", "--world", "tiny",
+         "--storage-root", str(tmp_path / "data"), "--log-file", str(log)],
+        env={**env, "NUMBA_NUM_THREADS": "2"}, cwd=str(tmp_path),
+    )
+    assert run.returncode == 0, run.text
+    assert run.line_starting("Dagster event log:") == f"Dagster event log: {log}"
+    for label in ("world validation", "s1 time grid", "s2 latent field", "s3 bucket counts",
+                  "s4 arrival events", "s5 validation"):
+        assert "100.0%" in run.line_starting(label), label
+    bar = run.line_starting("s4 arrival events")
+    assert "━" in bar and "events/s" in bar and "ETA" in bar
+    table = {}
+    for line in run.screen:
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if len(cells) == 2 and line.startswith("│"):
+            table[cells[0]] = cells[1]
+    evaluated = len(table) and table["checks passed"].split("/")
+    assert evaluated[0] == evaluated[1] and int(evaluated[0]) > 0
+    assert table["result"] == "PASSED" and int(table["events"].replace(",", "")) > 100_000
+    assert table["output"].startswith(str(tmp_path / "data"))
+    assert table["Dagster event log"] == str(log)
+    # the noise stays in the file
+    for noise in ("DEBUG", "STEP_START", "RUN_SUCCESS", "dagster - "):
+        assert noise not in run.text, noise
+    assert "RUN_SUCCESS" in log.read_text()
+
+
+def test_verbose_sends_the_event_log_to_stderr(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    missing = str(tmp_path / "no-world")
+    code = demo.main(["--world", missing, "--storage-root", str(tmp_path), "--verbose"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Dagster event log: stderr (--verbose)" in err
+    assert "STEP_FAILURE" in err and "WORLD_NOT_FOUND" in err
+    code = demo.main(["--world", missing, "--storage-root", str(tmp_path),
+                      "--log-file", str(tmp_path / "quiet.log")])
+    err = capsys.readouterr().err
+    assert code == 1 and "STEP_FAILURE" not in err and "checks passed" in err
+    assert "STEP_FAILURE" in (tmp_path / "quiet.log").read_text()
 
 
 def test_demo_script_rejects_an_unknown_partition(capsys):

@@ -1,4 +1,5 @@
 import datetime as dt
+import warnings
 
 import dagster as dg
 
@@ -13,7 +14,11 @@ def test_new_year_tick_requests_that_year_for_every_scenario():
     context = dg.build_schedule_context(
         scheduled_execution_time=tick, repository_def=defs.get_repository_def()
     )
-    requests = list(yearly_partitions.evaluate_tick(context).run_requests)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        requests = list(yearly_partitions.evaluate_tick(context).run_requests)
+    assert [str(w.message) for w in caught] == []  # e.g. no deprecated tag keys
+    assert {r.tags["dagster/partition"] for r in requests} == {"baseline|2027", "stress|2027"}
     assert sorted(r.partition_key for r in requests) == ["baseline|2027", "stress|2027"]
     assert len({r.run_key for r in requests}) == 2
     # The keys exist at the tick: end_offset=1 lists the year that has just begun.

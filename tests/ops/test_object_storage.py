@@ -227,3 +227,36 @@ def test_a_missing_bucket_is_refused_before_any_state_runs(s3_server, tmp_path):
     assert "no-such-bucket" in summary["error"]["message"]
     assert "testing" not in stderr  # no credentials in the error
     assert time.monotonic() - started < 60
+
+
+def test_the_reading_api_reads_an_s3_root(s3_server, monkeypatch):
+    """engine_core.read_arrivals over s3://, the endpoint in the URI query and the
+    credentials from the environment; the validated partition only."""
+    import engine_core
+    from engine_core.errors import EngineError
+
+    out = f"s3://{BUCKET}/reader?endpoint_override={s3_server.host_port}&scheme=http"
+    env = s3_server.env(with_endpoint=False)
+    code, summary, stderr = run_cli(out, env, "2026-05-04", "2026-05-11")
+    assert code == 0, stderr
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    events = engine_core.read_arrivals(out, world="tiny", scenario="baseline", years=[2026])
+    df = events.select("arrival_id", "ts_utc").collect()
+    assert df.height == summary["events"] and df["arrival_id"].n_unique() == df.height
+    counts = engine_core.read_bucket_counts(out, world="tiny", scenario="baseline",
+                                            columns=["count"]).collect()
+    assert counts["count"].sum() == summary["events"]
+    files = engine_core.validated_files(out, world="tiny", scenario="baseline")
+    assert files and all(f.startswith(f"s3://{BUCKET}/reader/") for f in files)
+    # withdraw the flag: the partition is refused, by name
+    fs = s3_server.filesystem()
+    fs.delete_file(f"{dataset_uri(summary, 'validation').removeprefix('s3://')}/_passed.flag")
+    with pytest.raises(EngineError) as err:
+        engine_core.read_arrivals(out, world="tiny", scenario="baseline")
+    assert err.value.code == "PARTITION_NOT_VALIDATED" and "year=2026" in err.value.message
+    unchecked = engine_core.read_arrivals(out, world="tiny", scenario="baseline",
+                                          require_passed=False).select(pl.len()).collect()
+    assert unchecked.item() == summary["events"]

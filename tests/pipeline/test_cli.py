@@ -120,7 +120,7 @@ def test_republishing_a_state_withdraws_the_pass_flag(tmp_path):
     assert run_all(eng)["passed"]
     flag = Path(eng.store.dataset_path("validation", 2026)) / "_passed.flag"
     assert flag.exists()
-    Run.open(cfg).run_s3()
+    Run.open(cfg).state("s3")
     assert not flag.exists()
 
 

@@ -64,11 +64,12 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 
 def dataset_digest(root: Path) -> dict[str, str]:
-    """``tree_digest`` without lock files and the staging area: the published datasets."""
+    """``tree_digest`` without lock files, the staging area and the Iceberg catalog (its
+    metadata holds snapshot ids and commit times by design): the published datasets."""
     return {
         k: v
         for k, v in tree_digest(root).items()
-        if not k.startswith("_staging") and not k.endswith(".lock")
+        if not k.startswith(("_staging", "_iceberg")) and not k.endswith(".lock")
     }
 
 
