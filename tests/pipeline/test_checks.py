@@ -161,7 +161,7 @@ def test_rules_over_an_unpublished_partition_fail_without_raising(tmp_path):
         )
     )
     for state in ("s1", "s2", "s3", "s4"):
-        results = evaluate(empty, state, YEAR)
+        results = evaluate(empty.ctx, empty.store, state, YEAR)
         assert results and not any(r.passed for r in results)
         assert all(r.examples for r in results)
 

@@ -55,9 +55,10 @@ def eng(clean_root, tmp_path) -> Run:
 
 
 # ----------------------------------------------------------------------------- helpers
-def with_context(eng: Run, world=None, tz=None) -> Run:
-    """The run with another world, or with other tz tables than it would build."""
-    ctx = dataclasses.replace(eng.ctx, world=world or eng.ctx.world)
+def with_context(eng: Run, world=None, policy=None, tz=None) -> Run:
+    """The run with another world or policy, or with other tz tables than it would build."""
+    ctx = dataclasses.replace(eng.ctx, world=world or eng.ctx.world,
+                              policy=policy or eng.ctx.policy)
     if tz is not None:
         ctx.__dict__["tz"] = tz  # what the context's cached property would hold
     return dataclasses.replace(eng, ctx=ctx)
@@ -215,7 +216,7 @@ def test_grouping_complete_fails_on_a_missing_series(eng):
 
 def test_group_size_bounds_fails_outside_the_policy_bounds(eng):
     v = eng.ctx.policy.validation.model_copy(update={"group_size_min": 2})
-    eng.ctx.policy = eng.ctx.policy.model_copy(update={"validation": v})
+    eng = with_context(eng, policy=eng.ctx.policy.model_copy(update={"validation": v}))
     assert_fails(eng, "s1", "GROUP_SIZE_BOUNDS")
 
 
@@ -303,7 +304,7 @@ def test_counts_domain_align_fails_on_an_unroutable_series(eng):
         )
     )
     tables = dict(eng.ctx.world.tables, sites=sites.filter(keep))
-    eng.ctx.world = dataclasses.replace(eng.ctx.world, tables=tables)
+    eng = with_context(eng, world=dataclasses.replace(eng.ctx.world, tables=tables))
     assert_fails(eng, "s3", "COUNTS_DOMAIN_ALIGN")
 
 

@@ -50,7 +50,7 @@ def test_two_runs_give_identical_bytes(tmp_path):
     da, db = tree_digest(str(tmp_path / "a")), tree_digest(str(tmp_path / "b"))
     assert len(da) >= len(DATASETS)
     assert da == db
-    assert a.run_root.split("/")[-3:] == b.run_root.split("/")[-3:]
+    assert a.store.run_root.split("/")[-3:] == b.store.run_root.split("/")[-3:]
 
 
 def test_rerun_in_place_is_identical(tmp_path):
@@ -93,8 +93,8 @@ def test_month_equals_same_month_of_a_longer_run(tmp_path):
     assert em.select(cols).equals(eq.select(cols))
     # S2 and S3 agree too
     for ds in ("latent_intensity", "bucket_counts"):
-        a = pl.read_parquet(month.dataset_files(ds, 2026))
-        b = pl.read_parquet(quarter.dataset_files(ds, 2026)).filter(
+        a = pl.read_parquet(month.store.dataset_files(ds, 2026))
+        b = pl.read_parquet(quarter.store.dataset_files(ds, 2026)).filter(
             pl.col("bucket_start_utc") < pl.datetime(2026, 2, 1, time_zone="UTC"))
         if ds == "latent_intensity":
             a = a.sort("group_id", "bucket_start_utc")
@@ -144,7 +144,7 @@ def test_adding_a_merchant_leaves_others_unchanged(tmp_path):
     new_id = _add_merchant(grown_dir)
     a = run_states(str(tmp_path / "a"), *JAN, world=str(base_dir))
     b = run_states(str(tmp_path / "b"), *JAN, world=str(grown_dir))
-    assert a.world_fingerprint != b.world_fingerprint
+    assert a.ctx.world_fingerprint != b.ctx.world_fingerprint
     ea = events(a)
     eb = events(b)
     assert eb.filter(pl.col("merchant_id") == new_id).height > 0
@@ -169,11 +169,11 @@ def test_common_random_numbers_counts_monotone_in_mu(tmp_path):
     b = run_states(str(tmp_path / "b"), *JAN,
                    policy_path=_policy_with(tmp_path, sigma_base={"baseline": 0.5,
                                                                   "stress": 0.4}))
-    assert a.parameter_hash != b.parameter_hash
+    assert a.ctx.parameter_hash != b.ctx.parameter_hash
     key = ["merchant_id", "legal_country_iso", "zone_tzid", "channel_group", "bucket_start_utc"]
     cast = {c: pl.String for c in ("legal_country_iso", "zone_tzid", "channel_group")}
-    ca = pl.read_parquet(a.dataset_files("bucket_counts", 2026)).cast(cast)
-    cb = pl.read_parquet(b.dataset_files("bucket_counts", 2026)).cast(cast)
+    ca = pl.read_parquet(a.store.dataset_files("bucket_counts", 2026)).cast(cast)
+    cb = pl.read_parquet(b.store.dataset_files("bucket_counts", 2026)).cast(cast)
     j = ca.join(cb, on=key, how="full", suffix="_b", coalesce=True).fill_null(0)
     j = j.with_columns(pl.col("mu").fill_null(0.0), pl.col("mu_b").fill_null(0.0))
     # rows missing on one side have count 0 there; their μ is unknown (not written), so

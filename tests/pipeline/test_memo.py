@@ -107,7 +107,7 @@ def test_another_seed_or_a_tampered_memo_is_not_reused(eng, tmp_path):
             seed=7,
         )
     )
-    assert memo.recall(other, "s1", YEAR) is None
+    assert memo.recall(other.ctx, other.store, "s1", YEAR) is None
 
 
 def test_unwritable_memo_never_fails_a_check(eng):
