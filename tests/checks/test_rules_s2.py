@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 
 from engine_core.checks.contract import schema_rule
-from engine_core.checks.rules_s2 import clipped_lognormal_mean, s2_rules
+from engine_core.checks.rules_s2 import clipped_lognormal_mean, latent_mean_verdict, s2_rules
 from tests.checks.conftest import YEAR, col, only, replace_column
 
 G, B = 40, 24  # tiny's latent groups, buckets of the day
@@ -93,3 +93,26 @@ def test_rng_rederive_s2_fails(ctx, law, store_of):
     assert r.figures["mismatches"] == 1
     gid = t.column("group_id")[100].as_py()
     assert r.examples[0].startswith(f"group={gid} bucket=2026-01-02T04:00:00Z; published z=")
+
+
+# ----------------------------------------------------------------------------- the core alone
+def test_latent_mean_core_on_lognormal_draws():
+    # 40 groups x 24 buckets of independent exp(σZ − σ²/2), σ = 0.25, clipped to [0.2, 5]:
+    # the mean has standard error ≈ 0.25/√960 ≈ 0.008, so it is within 0.05 of m(σ) ≈ 1;
+    # scaled by 1.1 it is ~12 standard errors beyond the tolerance's edge
+    rng = np.random.default_rng(7)
+    sigma = np.full(G, 0.25)
+    f = np.clip(np.exp(0.25 * rng.standard_normal((G, B)) - 0.25**2 / 2), 0.2, 5.0)
+    present = np.ones((G, B), dtype=bool)
+    ok = latent_mean_verdict(f, present, sigma, (0.2, 5.0), 0.05)
+    assert ok.passed is True
+    assert ok.figures["n"] == G * B and abs(ok.figures["expected_mean"] - 1.0) < 1e-6
+    bad = latent_mean_verdict(1.1 * f, present, sigma, (0.2, 5.0), 0.05)
+    assert (bad.code, bad.passed) == ("LATENT_MEAN_FACTOR", False)
+    assert bad.figures["mean"] > 1.05
+
+
+def test_latent_mean_core_fails_without_rows():
+    none = np.zeros((G, B), dtype=bool)
+    r = latent_mean_verdict(np.ones((G, B)), none, np.full(G, 0.25), (0.2, 5.0), 0.05)
+    assert r.passed is False and r.figures["n"] == 0

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 
 from engine_core.checks.contract import schema_rule
-from engine_core.checks.rules_s3 import s3_rules
+from engine_core.checks.rules_s3 import cell_moments, dispersion_verdict, s3_rules
 from tests.checks.conftest import HOUR_US, YEAR, col, only, replace_column
 
 
@@ -133,3 +134,48 @@ def test_rng_rederive_s3_fails(ctx, law, store_of):
     assert (r.code, r.passed) == ("RNG_REDERIVE_S3", False)
     assert r.figures["mismatches"] == 1
     assert f"published count={n[5]} capped=False, the law draws {n[5] - 1}" in r.examples[0]
+
+
+# ----------------------------------------------------------------------------- the core alone
+def nb2_cells(rng, mu: float, kappa: float, shape: tuple[int, int]) -> np.ndarray:
+    """NB2(μ, κ) draws: a gamma-Poisson mixture with mean μ, variance μ + μ²/κ."""
+    return rng.poisson(rng.gamma(kappa, mu / kappa, size=shape)).astype(np.float64)
+
+
+def moments(mu, n, kappa, poisson=False):
+    sums = np.zeros(8)
+    cell_moments(mu, n, np.zeros(mu.shape, dtype=np.bool_), kappa, poisson, 1e-9, sums)
+    return sums
+
+
+def test_counts_dispersion_core_on_nb2_draws():
+    # 200 series x 24 buckets at μ = 5, κ = 30, drawn with a fixed seed: both z-scores are
+    # N(0, 1) under the law, so |z| ≤ 6 fails by chance with probability ~4e-9
+    rng = np.random.default_rng(11)
+    mu = np.full((200, 24), 5.0)
+    kappa = np.full(200, 30.0)
+    r = dispersion_verdict(moments(mu, nb2_cells(rng, 5.0, 30.0, mu.shape), kappa), "nb2", 6.0)
+    assert r.passed is True, r.examples
+    assert r.figures["cells"] == 200 * 24 and abs(r.figures["z_mean"]) < 6
+
+
+def test_counts_dispersion_core_on_poisson_draws_judged_as_nb2():
+    # Poisson counts where the law says NB2 with κ = 2 (variance 17.5, not 5): Σ((N−μ)² − v)
+    # ≈ −12.5 per cell against a standard deviation of ≈ 39 per cell, z ≈ −0.32·√4800 ≈ −22
+    rng = np.random.default_rng(12)
+    mu = np.full((200, 24), 5.0)
+    n = rng.poisson(mu).astype(np.float64)
+    r = dispersion_verdict(moments(mu, n, np.full(200, 2.0)), "nb2", 6.0)
+    assert (r.code, r.passed) == ("COUNTS_DISPERSION", False)
+    assert r.figures["z_dispersion"] < -6 and abs(r.figures["z_mean"]) < 6
+    # the same counts under the Poisson law pass
+    assert dispersion_verdict(moments(mu, n, np.full(200, 2.0), poisson=True), "poisson",
+                              6.0).passed is True
+
+
+def test_counts_dispersion_core_fails_without_a_law_mu():
+    mu = np.full((2, 24), 5.0)
+    mu[0, 3] = np.nan
+    r = dispersion_verdict(moments(mu, np.full(mu.shape, 5.0), np.full(2, 30.0)), "nb2", 6.0)
+    assert r.passed is False and r.figures["undefined_mu_cells"] == 1
+    assert "1 cells without a law μ" in r.examples[1]

@@ -11,7 +11,14 @@ import numpy as np
 import pyarrow as pa
 
 from engine_core.checks.contract import schema_rule
-from engine_core.checks.rules_s4 import s4_rules
+from engine_core.checks.event_scan import UNIFORMITY_BINS, uniformity_edges
+from engine_core.checks.rules_s4 import (
+    pooled_shares,
+    routing_shares_verdict,
+    s4_rules,
+    uniformity_verdict,
+    weekend_share_verdict,
+)
 from tests.checks.conftest import HOUR_US, YEAR, col, only, replace_column
 
 
@@ -307,3 +314,67 @@ def test_events_weekend_share_fails(ctx, law, store_of):
     assert (r.code, r.passed) == ("EVENTS_WEEKEND_SHARE", False)
     assert r.figures["realised"] == 1.0 and r.figures["expected"] < 0.1
     assert r.examples[0].startswith("arrival_events; weekend share 1.0000, expected 0.0")
+
+
+# ----------------------------------------------------------------------------- the cores alone
+D_US = 3600 * 1_000_000
+
+
+def offsets_hist(x: np.ndarray) -> np.ndarray:
+    """Integer offsets in [0, D) binned as the scan bins them."""
+    edges = uniformity_edges(D_US, UNIFORMITY_BINS)
+    return np.bincount(np.searchsorted(edges, x, side="right") - 1, minlength=UNIFORMITY_BINS)
+
+
+def test_uniformity_core_on_uniform_offsets():
+    # 100 000 uniform µs offsets: X² on 99 df has z ≈ N(0, 1); offsets √U·D (a density rising
+    # linearly over the bucket) put z in the thousands
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, D_US, size=100_000)
+    r = uniformity_verdict(offsets_hist(x), D_US, 6.0)
+    assert r.passed is True and r.figures["n"] == 100_000 and abs(r.figures["z"]) < 6
+    skew = (np.sqrt(rng.random(100_000)) * D_US).astype(np.int64)
+    bad = uniformity_verdict(offsets_hist(skew), D_US, 6.0)
+    assert (bad.code, bad.passed) == ("EVENTS_UNIFORMITY", False)
+    assert bad.figures["z"] > 6
+    assert bad.examples[0].startswith("arrival_events; within-bucket offsets X²=")
+
+
+def test_routing_shares_core_on_multinomial_hits():
+    # three site sets (weights 1:2:7, 1:1, 5:3:1:1) and one edge set, hits drawn by the
+    # weights; then the same hits with the first set's shares reversed
+    rng = np.random.default_rng(5)
+    weight = np.array([1, 2, 7, 1, 1, 5, 3, 1, 1], dtype=np.float64)
+    set_id = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    hits = np.concatenate([rng.multinomial(n, weight[set_id == k] / weight[set_id == k].sum())
+                           for k, n in enumerate((3000, 1000, 2000))])
+    e_weight, e_set = np.array([1.0, 3.0]), np.array([0, 0])
+    e_hits = rng.multinomial(800, [0.25, 0.75])
+    v_h = int(rng.binomial(1000, 0.35))
+
+    def judge(site_hits, virtual):
+        return routing_shares_verdict(
+            pooled_shares(site_hits, weight, set_id), pooled_shares(e_hits, e_weight, e_set),
+            1000, virtual, 0.35, 6.0, lambda k: f"set{k}", lambda k: f"merchant{k}")
+
+    r = judge(hits, v_h)
+    assert r.passed is True, r.examples
+    assert r.figures["sites"]["sets_tested"] == 3 and r.figures["sites"]["events"] == 6000
+    swapped = hits.copy()
+    swapped[[0, 2]] = swapped[[2, 0]]
+    bad = judge(swapped, v_h)
+    assert (bad.code, bad.passed) == ("EVENTS_ROUTING_SHARES", False)
+    assert bad.figures["z_sites"] > 6 and bad.examples[0].startswith("site set set0; pooled")
+    # every HYBRID event virtual: z = 0.65·1000 / √(1000·0.35·0.65) ≈ 43
+    coin = judge(hits, 1000)
+    assert coin.passed is False and coin.figures["z_hybrid"] > 40
+    assert coin.examples == ("HYBRID merchants; 1000 of 1000 events virtual, expected share "
+                             f"0.35, z={coin.figures['z_hybrid']:.2f}",)
+
+
+def test_weekend_share_core():
+    ok = weekend_share_verdict(93, 5239, 93.0, 5233.7, 0.10)
+    assert ok.passed is True and abs(ok.figures["difference"]) < 1e-3
+    bad = weekend_share_verdict(900, 5239, 93.0, 5233.7, 0.10)
+    assert (bad.code, bad.passed) == ("EVENTS_WEEKEND_SHARE", False)
+    assert bad.examples == ("arrival_events; weekend share 0.1718, expected 0.0178 ± 0.1",)
