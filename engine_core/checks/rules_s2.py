@@ -89,6 +89,8 @@ def latent_mean_verdict(
 
 
 def s2_rules(ctx, store, year: int) -> list[RuleResult]:
+    """Every S2 rule over ``year``: the published ``latent_intensity`` (and the ``grouping``
+    it is indexed by) against ``ctx.window(year)``, ``ctx.grouping`` and the policy."""
     first = [
         guarded(
             "LATENT_SCHEMA", lambda: schema_rule(store, "LATENT_SCHEMA", "latent_intensity", year)

@@ -165,6 +165,9 @@ def routable_series(index: WorldIndex) -> tuple[np.ndarray, np.ndarray]:
 
 
 def s3_rules(ctx, store, year: int) -> list[RuleResult]:
+    """Every S3 rule over ``year``: the published ``bucket_counts`` and its totals, read
+    against the published ``time_grid``, ``grouping`` and ``latent_intensity`` (the law's μ
+    of every cell, engine_core/checks/law.py), the world and the policy."""
     first = [
         guarded(
             "COUNTS_SCHEMA", lambda: schema_rule(store, "COUNTS_SCHEMA", "bucket_counts", year)

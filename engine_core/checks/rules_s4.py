@@ -109,6 +109,11 @@ FAMILIES_S4 = ("S4.time.v1", "S4.site.v1", "S4.edge.v1", "S4.hybrid.v1")
 
 
 def s4_rules(ctx, store, year: int) -> list[RuleResult]:
+    """Every S4 rule over ``year``: the published ``arrival_events`` and its totals, in one
+    pass, against the published ``bucket_counts`` (conservation, the re-derivation sample),
+    ``grouping`` and ``latent_intensity`` (the weekend rule's μ), the world and the policy.
+    The statistical decisions are the functions over arrays below (``uniformity_verdict``,
+    ``routing_shares_verdict``, ``weekend_share_verdict``)."""
     first = [
         guarded(
             "EVENTS_SCHEMA", lambda: schema_rule(store, "EVENTS_SCHEMA", "arrival_events", year)

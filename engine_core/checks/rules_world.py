@@ -18,6 +18,8 @@ from engine_core.rng.streams import FAMILIES, group_stream, stream_keys
 
 
 def world_valid(ctx, store) -> RuleResult:
+    """WORLD_VALID from the context alone: ``ctx.world`` (its tables, fingerprint, source)
+    and ``ctx.arrays`` (built here, so an unroutable series raises). ``store`` is unused."""
     from engine_core.world.fingerprint import world_fingerprint
     from engine_core.world.validate import canonical_world_tables
 
@@ -43,6 +45,9 @@ def world_valid(ctx, store) -> RuleResult:
 
 
 def rng_keys_unique(ctx, store) -> RuleResult:
+    """RNG_KEYS_UNIQUE from the context alone: the stream names of ``ctx.grouping`` (latent
+    groups) and ``ctx.arrays`` (series), keyed with ``ctx.policy.namespace`` and
+    ``ctx.seed``. ``store`` is unused."""
     ns = ctx.policy.namespace
     seed = ctx.seed
     g = ctx.grouping
@@ -76,6 +81,8 @@ def rng_keys_unique(ctx, store) -> RuleResult:
 
 
 def tz_coverage(ctx, store) -> RuleResult:
+    """TZ_COVERAGE from the context alone: ``ctx.tz`` against ``ctx.years`` (± 1) and the
+    zones of ``ctx.arrays``. ``store`` is unused."""
     from engine_core.tz import covers, tzdata_version
 
     tz = ctx.tz
