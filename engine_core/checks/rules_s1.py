@@ -23,6 +23,7 @@ from engine_core.world.grouping import build_grouping
 
 
 def grid_contiguous(ctx, store, year: int) -> RuleResult:
+    """GRID_CONTIGUOUS: the published ``time_grid`` of ``year`` against ``ctx.window(year)``."""
     w = ctx.window(year)
     t = store.read_dataset("time_grid", year)
     D = w.bucket_seconds
@@ -80,6 +81,9 @@ def grid_contiguous(ctx, store, year: int) -> RuleResult:
 
 
 def _grouping_checks(ctx, store, year: int) -> tuple[RuleResult, RuleResult]:
+    """GROUPING_COMPLETE and GROUP_SIZE_BOUNDS: the published ``grouping`` of ``year``
+    against the world (``ctx.arrays``), the policy's construction (``build_grouping``) and
+    its ``validation`` bounds."""
     index = WorldIndex(ctx)
     m = ctx.arrays
     law = build_grouping(m, ctx.policy, ctx.band, ctx.seed)
@@ -177,6 +181,7 @@ def _grouping_checks(ctx, store, year: int) -> tuple[RuleResult, RuleResult]:
 
 
 def s1_rules(ctx, store, year: int) -> list[RuleResult]:
+    """Every S1 rule over ``year`` (catalogue order; a rule that cannot be evaluated fails)."""
     first = [
         guarded("GRID_SCHEMA", lambda: schema_rule(store, "GRID_SCHEMA", "time_grid", year)),
         guarded("GRID_CONTIGUOUS", lambda: grid_contiguous(ctx, store, year)),

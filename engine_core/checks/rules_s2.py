@@ -49,7 +49,48 @@ def evenly_spaced(n_total: int, n_sample: int) -> np.ndarray:
     return np.floor((k + 0.5) * n_total / n_sample).astype(np.int64)
 
 
+def latent_mean_verdict(
+    factor: np.ndarray,
+    present: np.ndarray,
+    sigma: np.ndarray,
+    factor_clip: tuple[float, float],
+    tolerance: float,
+) -> RuleResult:
+    """LATENT_MEAN_FACTOR over the dense [group, bucket] ``factor`` (cells where ``present``):
+    its mean against the mean over groups of the clipped log-normal mean m(σ_g)
+    (:func:`clipped_lognormal_mean`, σ per group in ``sigma``, NaN for a group the law does
+    not know — left out); passes when they differ by at most ``tolerance``."""
+    f, sig = factor, sigma
+    lo, hi = factor_clip
+    G = f.shape[0]
+    n_present = int(np.count_nonzero(present))
+    mean = float(np.sum(f, where=present)) / n_present if n_present else math.nan
+    known = np.isfinite(sig)
+    expected = (
+        float(np.mean([clipped_lognormal_mean(s, lo, hi) for s in sig[known]]))
+        if known.any()
+        else 1.0
+    )
+    tol = tolerance
+    ok = n_present > 0 and abs(mean - expected) <= tol
+    return verdict(
+        "LATENT_MEAN_FACTOR",
+        ok,
+        {
+            "mean": mean,
+            "expected_mean": expected,
+            "deviation_from_1": mean - 1.0,
+            "n": n_present,
+            "groups": G,
+            "tolerance": tol,
+        },
+        [f"latent_intensity; mean factor {mean:.4f}, expected {expected:.4f} ± {tol}"],
+    )
+
+
 def s2_rules(ctx, store, year: int) -> list[RuleResult]:
+    """Every S2 rule over ``year``: the published ``latent_intensity`` (and the ``grouping``
+    it is indexed by) against ``ctx.window(year)``, ``ctx.grouping`` and the policy."""
     first = [
         guarded(
             "LATENT_SCHEMA", lambda: schema_rule(store, "LATENT_SCHEMA", "latent_intensity", year)
@@ -113,29 +154,7 @@ def _latent_checks(ctx, store, year: int) -> list[RuleResult]:
     law = ctx.grouping
     law_pos = {g: k for k, g in enumerate(law.group_ids)}
     sig = np.array([law.sigma[law_pos[g]] if g in law_pos else np.nan for g in groups.group_ids])
-    n_present = int(np.count_nonzero(present))
-    mean = float(np.sum(f, where=present)) / n_present if n_present else math.nan
-    known = np.isfinite(sig)
-    expected = (
-        float(np.mean([clipped_lognormal_mean(s, lo, hi) for s in sig[known]]))
-        if known.any()
-        else 1.0
-    )
-    tol = pol.validation.mean_factor_tolerance
-    ok = n_present > 0 and abs(mean - expected) <= tol
-    mean_r = verdict(
-        "LATENT_MEAN_FACTOR",
-        ok,
-        {
-            "mean": mean,
-            "expected_mean": expected,
-            "deviation_from_1": mean - 1.0,
-            "n": n_present,
-            "groups": G,
-            "tolerance": tol,
-        },
-        [f"latent_intensity; mean factor {mean:.4f}, expected {expected:.4f} ± {tol}"],
-    )
+    mean_r = latent_mean_verdict(f, present, sig, (lo, hi), pol.validation.mean_factor_tolerance)
 
     # ---------------------------------------------------------------- RNG_REDERIVE_S2
     picks = evenly_spaced(G * B, pol.validation.rng_rederive_sample)

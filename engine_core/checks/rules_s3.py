@@ -113,6 +113,44 @@ def _moments_rows(lo, hi, mu, n, capped, kappa, poisson, eps):
     return out
 
 
+def dispersion_verdict(
+    sums: np.ndarray, law: str, z_max: float, sum_mu_all_totals: float | None = None
+) -> RuleResult:
+    """COUNTS_DISPERSION from the eight sums :func:`cell_moments` accumulates over every cell
+    (Σμ, cells with μ > ε, cells without a law μ, then over the cells with μ > ε not capped:
+    ΣN, Σμ, Σv, Σ((N − μ)² − v), Σ(k₄ + 2v²)) under ``law`` (nb2 or poisson): passes when
+    every cell has a μ and |z_mean|, |z_dispersion| ≤ ``z_max``. ``sum_mu_all_totals`` (S3's
+    own Σμ, from its totals) is reported beside the law's."""
+    s_all, blocks, undefined, s_n, s_mu, s_v, s_t, s_var = np.asarray(sums).tolist()
+    z_mean = (s_n - s_mu) / math.sqrt(s_v) if s_v > 0 else 0.0
+    z_disp = s_t / math.sqrt(s_var) if s_var > 0 else 0.0
+    ok_disp = undefined == 0 and abs(z_mean) <= z_max and abs(z_disp) <= z_max
+    return verdict(
+        "COUNTS_DISPERSION",
+        ok_disp,
+        {
+            "law": law,
+            "z_mean": z_mean,
+            "z_dispersion": z_disp,
+            "z_max": z_max,
+            "sum_count": s_n,
+            "sum_mu": s_mu,
+            "sum_var": s_v,
+            "dispersion_ratio": (s_t + s_v) / s_v if s_v > 0 else None,
+            "sum_mu_all_law": s_all,
+            "sum_mu_all_totals": sum_mu_all_totals,
+            "cells": int(blocks),
+            "undefined_mu_cells": int(undefined),
+        },
+        [f"bucket_counts; mean z={z_mean:.2f}, dispersion z={z_disp:.2f} (|z| ≤ {z_max})"]
+        + (
+            [f"bucket_counts; {int(undefined)} cells without a law μ (no group or factor)"]
+            if undefined
+            else []
+        ),
+    )
+
+
 def routable_series(index: WorldIndex) -> tuple[np.ndarray, np.ndarray]:
     """(sites in the series' (merchant, country, tzid), edges of its merchant) per series,
     counted from the world tables."""
@@ -127,6 +165,9 @@ def routable_series(index: WorldIndex) -> tuple[np.ndarray, np.ndarray]:
 
 
 def s3_rules(ctx, store, year: int) -> list[RuleResult]:
+    """Every S3 rule over ``year``: the published ``bucket_counts`` and its totals, read
+    against the published ``time_grid``, ``grouping`` and ``latent_intensity`` (the law's μ
+    of every cell, engine_core/checks/law.py), the world and the policy."""
     first = [
         guarded(
             "COUNTS_SCHEMA", lambda: schema_rule(store, "COUNTS_SCHEMA", "bucket_counts", year)
@@ -417,34 +458,9 @@ def _counts_checks(ctx, store, year: int) -> list[RuleResult]:
         sample_mu[ka:kz] = flat[sample_cells[ka:kz] - lo * B]
 
     # ---------------------------------------------------------------- COUNTS_DISPERSION
-    s_all, blocks, undefined, s_n, s_mu, s_v, s_t, s_var = sums.tolist()
-    z_max = pol.validation.dispersion_z_max
-    z_mean = (s_n - s_mu) / math.sqrt(s_v) if s_v > 0 else 0.0
-    z_disp = s_t / math.sqrt(s_var) if s_var > 0 else 0.0
-    ok_disp = undefined == 0 and abs(z_mean) <= z_max and abs(z_disp) <= z_max
-    dispersion = verdict(
-        "COUNTS_DISPERSION",
-        ok_disp,
-        {
-            "law": cnt.law,
-            "z_mean": z_mean,
-            "z_dispersion": z_disp,
-            "z_max": z_max,
-            "sum_count": s_n,
-            "sum_mu": s_mu,
-            "sum_var": s_v,
-            "dispersion_ratio": (s_t + s_v) / s_v if s_v > 0 else None,
-            "sum_mu_all_law": s_all,
-            "sum_mu_all_totals": totals.get("sum_mu_all"),
-            "cells": int(blocks),
-            "undefined_mu_cells": int(undefined),
-        },
-        [f"bucket_counts; mean z={z_mean:.2f}, dispersion z={z_disp:.2f} (|z| ≤ {z_max})"]
-        + (
-            [f"bucket_counts; {int(undefined)} cells without a law μ (no group or factor)"]
-            if undefined
-            else []
-        ),
+    blocks, undefined = sums[1:3].tolist()  # cells with μ > ε, cells without a law μ
+    dispersion = dispersion_verdict(
+        sums, cnt.law, pol.validation.dispersion_z_max, totals.get("sum_mu_all")
     )
 
     # ---------------------------------------------------------------- RNG_REDERIVE_S3

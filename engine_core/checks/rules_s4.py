@@ -42,6 +42,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numba
 import numpy as np
@@ -108,6 +109,11 @@ FAMILIES_S4 = ("S4.time.v1", "S4.site.v1", "S4.edge.v1", "S4.hybrid.v1")
 
 
 def s4_rules(ctx, store, year: int) -> list[RuleResult]:
+    """Every S4 rule over ``year``: the published ``arrival_events`` and its totals, in one
+    pass, against the published ``bucket_counts`` (conservation, the re-derivation sample),
+    ``grouping`` and ``latent_intensity`` (the weekend rule's μ), the world and the policy.
+    The statistical decisions are the functions over arrays below (``uniformity_verdict``,
+    ``routing_shares_verdict``, ``weekend_share_verdict``)."""
     first = [
         guarded(
             "EVENTS_SCHEMA", lambda: schema_rule(store, "EVENTS_SCHEMA", "arrival_events", year)
@@ -716,66 +722,19 @@ class EventChecks:
 
     # ------------------------------------------------------------------ statistics
     def _uniformity(self) -> RuleResult:
-        K = UNIFORMITY_BINS
-        D = self.bucket_us
-        # integer offsets x in [0, D) fall in bin ⌊xK/D⌋: bin k holds ⌈(k+1)D/K⌉ − ⌈kD/K⌉ of them
-        probs = np.diff(uniformity_edges(D, K)) / D
-        x2, mean, var, n = pearson_z(self.hist, probs)
-        z = z_of(x2, mean, var)
-        z_max = self.pol.validation.uniformity_z_max
-        worst = int(np.argmax(np.abs(self.hist - n * probs))) if n else 0
-        return verdict(
-            "EVENTS_UNIFORMITY",
-            abs(z) <= z_max,
-            {"n": n, "bins": K, "chi2": x2, "z": z, "z_max": z_max},
-            [
-                f"arrival_events; within-bucket offsets X²={x2:.1f} on {K - 1} df, "
-                f"z={z:.2f}; bin {worst} holds {int(self.hist[worst])} of n={n}"
-            ],
-        )
+        return uniformity_verdict(self.hist, self.bucket_us, self.pol.validation.uniformity_z_max)
 
     def _routing_shares(self) -> RuleResult:
         idx = self.index
-        z_max = self.pol.validation.routing_z_max
-        sites = pooled_shares(self.site_hits, idx.site_weight, idx.site_set)
-        edges = pooled_shares(self.edge_hits, idx.edge_weight, idx.edge_merchant)
-        n_h = int(self.stats[ST_HYBRID])
-        v_h = int(self.stats[ST_HYBRID_VIRTUAL])
-        p = self.pol.routing.p_virtual_hybrid
-        z_h = z_of(float(v_h), n_h * p, n_h * p * (1.0 - p)) if n_h else 0.0
-        examples = []
-        for what, shares, first_of_set in (
-            ("site set", sites, self._first_site_of_set),
-            ("edge set", edges, self._first_edge_of_merchant),
-        ):
-            if abs(shares["z"]) > z_max and shares["worst_set"] is not None:
-                examples.append(
-                    f"{what} {first_of_set(shares['worst_set'])}; pooled "
-                    f"z={shares['z']:.2f}, this set z={shares['worst_z']:.1f} over "
-                    f"{shares['worst_events']} events"
-                )
-        if abs(z_h) > z_max:
-            examples.append(
-                f"HYBRID merchants; {v_h} of {n_h} events virtual, expected share {p}, z={z_h:.2f}"
-            )
-        ok = abs(sites["z"]) <= z_max and abs(edges["z"]) <= z_max and abs(z_h) <= z_max
-        summary = {k: v for k, v in sites.items() if not k.startswith("worst")}
-        e_summary = {k: v for k, v in edges.items() if not k.startswith("worst")}
-        return verdict(
-            "EVENTS_ROUTING_SHARES",
-            ok,
-            {
-                "z_sites": sites["z"],
-                "z_edges": edges["z"],
-                "z_hybrid": z_h,
-                "z_max": z_max,
-                "sites": summary,
-                "edges": e_summary,
-                "hybrid_events": n_h,
-                "hybrid_virtual": v_h,
-                "p_virtual_hybrid": p,
-            },
-            examples,
+        return routing_shares_verdict(
+            pooled_shares(self.site_hits, idx.site_weight, idx.site_set),
+            pooled_shares(self.edge_hits, idx.edge_weight, idx.edge_merchant),
+            int(self.stats[ST_HYBRID]),
+            int(self.stats[ST_HYBRID_VIRTUAL]),
+            self.pol.routing.p_virtual_hybrid,
+            self.pol.validation.routing_z_max,
+            self._first_site_of_set,
+            self._first_edge_of_merchant,
         )
 
     def _first_site_of_set(self, set_id: int) -> str:
@@ -821,25 +780,114 @@ class EventChecks:
             mu_all += float(np.nansum(mu))
             mu_wk += float(np.nansum(mu * self.weekend[zone[lo:hi]]))
         wk, total = self.weekend_realised
-        realised = wk / total if total else 0.0
-        expected = mu_wk / mu_all if mu_all > 0 else 0.0
-        tol = self.pol.validation.weekend_share_tolerance
-        ok = abs(realised - expected) <= tol
-        return verdict(
-            "EVENTS_WEEKEND_SHARE",
-            ok,
-            {
-                "realised": realised,
-                "expected": expected,
-                "difference": realised - expected,
-                "tolerance": tol,
-                "weekend_events": wk,
-                "events": total,
-                "sum_mu_weekend": mu_wk,
-                "sum_mu": mu_all,
-            },
-            [f"arrival_events; weekend share {realised:.4f}, expected {expected:.4f} ± {tol}"],
+        return weekend_share_verdict(
+            wk, total, mu_wk, mu_all, self.pol.validation.weekend_share_tolerance
         )
+
+
+# ---------------------------------------------------------------------- statistical decisions
+def uniformity_verdict(hist: np.ndarray, bucket_us: int, z_max: float) -> RuleResult:
+    """EVENTS_UNIFORMITY from the histogram of within-bucket offsets: ``hist[k]`` events whose
+    integer offset x = ts_utc − bucket_start (µs, in [0, D)) has ⌊x·K/D⌋ = k, K = len(hist),
+    D = ``bucket_us``. Passes when Pearson's X² against the exact bin probabilities gives
+    |z| ≤ ``z_max``."""
+    K = len(hist)
+    D = bucket_us
+    # integer offsets x in [0, D) fall in bin ⌊xK/D⌋: bin k holds ⌈(k+1)D/K⌉ − ⌈kD/K⌉ of them
+    probs = np.diff(uniformity_edges(D, K)) / D
+    x2, mean, var, n = pearson_z(hist, probs)
+    z = z_of(x2, mean, var)
+    worst = int(np.argmax(np.abs(hist - n * probs))) if n else 0
+    return verdict(
+        "EVENTS_UNIFORMITY",
+        abs(z) <= z_max,
+        {"n": n, "bins": K, "chi2": x2, "z": z, "z_max": z_max},
+        [
+            f"arrival_events; within-bucket offsets X²={x2:.1f} on {K - 1} df, "
+            f"z={z:.2f}; bin {worst} holds {int(hist[worst])} of n={n}"
+        ],
+    )
+
+
+def routing_shares_verdict(
+    sites: dict,
+    edges: dict,
+    hybrid_events: int,
+    hybrid_virtual: int,
+    p_virtual_hybrid: float,
+    z_max: float,
+    site_set_label: Callable[[int], str],
+    edge_set_label: Callable[[int], str],
+) -> RuleResult:
+    """EVENTS_ROUTING_SHARES from the pooled X² of site hits per site set and of edge hits per
+    merchant (each a :func:`pooled_shares` result) and the HYBRID coin: ``hybrid_virtual`` of
+    ``hybrid_events`` routed to an edge against ``p_virtual_hybrid`` (binomial z). Passes when
+    every |z| ≤ ``z_max``; the labels name the worst set in the examples."""
+    n_h, v_h, p = hybrid_events, hybrid_virtual, p_virtual_hybrid
+    z_h = z_of(float(v_h), n_h * p, n_h * p * (1.0 - p)) if n_h else 0.0
+    examples = []
+    for what, shares, first_of_set in (
+        ("site set", sites, site_set_label),
+        ("edge set", edges, edge_set_label),
+    ):
+        if abs(shares["z"]) > z_max and shares["worst_set"] is not None:
+            examples.append(
+                f"{what} {first_of_set(shares['worst_set'])}; pooled "
+                f"z={shares['z']:.2f}, this set z={shares['worst_z']:.1f} over "
+                f"{shares['worst_events']} events"
+            )
+    if abs(z_h) > z_max:
+        examples.append(
+            f"HYBRID merchants; {v_h} of {n_h} events virtual, expected share {p}, z={z_h:.2f}"
+        )
+    ok = abs(sites["z"]) <= z_max and abs(edges["z"]) <= z_max and abs(z_h) <= z_max
+    summary = {k: v for k, v in sites.items() if not k.startswith("worst")}
+    e_summary = {k: v for k, v in edges.items() if not k.startswith("worst")}
+    return verdict(
+        "EVENTS_ROUTING_SHARES",
+        ok,
+        {
+            "z_sites": sites["z"],
+            "z_edges": edges["z"],
+            "z_hybrid": z_h,
+            "z_max": z_max,
+            "sites": summary,
+            "edges": e_summary,
+            "hybrid_events": n_h,
+            "hybrid_virtual": v_h,
+            "p_virtual_hybrid": p,
+        },
+        examples,
+    )
+
+
+def weekend_share_verdict(
+    weekend_events: int, events: int, mu_weekend: float, mu_all: float, tolerance: float
+) -> RuleResult:
+    """EVENTS_WEEKEND_SHARE: the realised share ``weekend_events / events`` (events in buckets
+    that start on a Saturday or Sunday in the series' zone) against the law's share
+    ``mu_weekend / mu_all`` (Σμ over those cells / Σμ over all cells); passes when they
+    differ by at most ``tolerance``."""
+    wk, total, mu_wk = weekend_events, events, mu_weekend
+    realised = wk / total if total else 0.0
+    expected = mu_wk / mu_all if mu_all > 0 else 0.0
+    tol = tolerance
+    ok = abs(realised - expected) <= tol
+    return verdict(
+        "EVENTS_WEEKEND_SHARE",
+        ok,
+        {
+            "realised": realised,
+            "expected": expected,
+            "difference": realised - expected,
+            "tolerance": tol,
+            "weekend_events": wk,
+            "events": total,
+            "sum_mu_weekend": mu_wk,
+            "sum_mu": mu_all,
+        },
+        [f"arrival_events; weekend share {realised:.4f}, expected {expected:.4f} ± {tol}"],
+    )
 
 
 def pooled_shares(hits: np.ndarray, weight: np.ndarray, set_id: np.ndarray) -> dict:

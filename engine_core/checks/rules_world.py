@@ -22,7 +22,9 @@ from engine_core.world.fingerprint import world_fingerprint
 from engine_core.world.validate import canonical_world_tables
 
 
-def world_valid(ctx: RunContext, store: DatasetStore) -> RuleResult:
+def world_valid(ctx: RunContext) -> RuleResult:
+    """WORLD_VALID from the context alone: ``ctx.world`` (its tables, fingerprint, source)
+    and ``ctx.arrays`` (built here, so an unroutable series raises)."""
     tables = ctx.world.tables
     figures = {name: t.num_rows for name, t in tables.items()}
     canonical_world_tables(tables)  # raises EngineError on the first broken input rule
@@ -44,7 +46,10 @@ def world_valid(ctx: RunContext, store: DatasetStore) -> RuleResult:
     return verdict("WORLD_VALID", not examples, figures, examples)
 
 
-def rng_keys_unique(ctx: RunContext, store: DatasetStore) -> RuleResult:
+def rng_keys_unique(ctx: RunContext) -> RuleResult:
+    """RNG_KEYS_UNIQUE from the context alone: the stream names of ``ctx.grouping`` (latent
+    groups) and ``ctx.arrays`` (series), keyed with ``ctx.policy.namespace`` and
+    ``ctx.seed``."""
     ns = ctx.policy.namespace
     seed = ctx.seed
     g = ctx.grouping
@@ -77,7 +82,9 @@ def rng_keys_unique(ctx: RunContext, store: DatasetStore) -> RuleResult:
     )
 
 
-def tz_coverage(ctx: RunContext, store: DatasetStore) -> RuleResult:
+def tz_coverage(ctx: RunContext) -> RuleResult:
+    """TZ_COVERAGE from the context alone: ``ctx.tz`` against ``ctx.years`` (± 1) and the
+    zones of ``ctx.arrays``."""
 
     tz = ctx.tz
     lo, hi = min(ctx.years) - 1, max(ctx.years) + 1
@@ -111,8 +118,8 @@ def tz_coverage(ctx: RunContext, store: DatasetStore) -> RuleResult:
 def world_rules(ctx: RunContext, store: DatasetStore) -> list[RuleResult]:
     """The world rules of this run, in catalogue order (each fails rather than raises)."""
     results = [
-        guarded("WORLD_VALID", lambda: world_valid(ctx, store)),
-        guarded("RNG_KEYS_UNIQUE", lambda: rng_keys_unique(ctx, store)),
-        guarded("TZ_COVERAGE", lambda: tz_coverage(ctx, store)),
+        guarded("WORLD_VALID", lambda: world_valid(ctx)),
+        guarded("RNG_KEYS_UNIQUE", lambda: rng_keys_unique(ctx)),
+        guarded("TZ_COVERAGE", lambda: tz_coverage(ctx)),
     ]
     return complete("world", results)
