@@ -236,6 +236,20 @@ query Runs($filter: RunsFilter, $limit: Int) {
 """
 
 
+CHECK_EXECUTIONS = """
+query CheckExecutions($assetKey: AssetKeyInput!, $checkName: String!, $limit: Int!,
+                      $partition: String) {
+  assetCheckExecutions(assetKey: $assetKey, checkName: $checkName, limit: $limit,
+                       partition: $partition) {
+    runId
+    status
+    partition
+    evaluation { severity }
+  }
+}
+"""
+
+
 def location_loaded(gql: GraphQLClient, location: str = LOCATION) -> bool:
     """True once the code location is loaded; GraphQLError when it failed to load."""
     data = gql(LOCATION_QUERY)["workspaceOrError"]
@@ -322,6 +336,24 @@ def run_by_id(gql: GraphQLClient, run_id: str) -> dict[str, Any]:
     if not found:
         raise GraphQLError(f"run {run_id} not found")
     return found[0]
+
+
+def check_executions(
+    gql: GraphQLClient,
+    asset: str,
+    check: str,
+    partition: str | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Executions of one asset check, newest first, as the asset's Checks tab lists them
+    (run id, status, the partition it was recorded under); only one partition's when given."""
+    variables = {
+        "assetKey": {"path": [asset]},
+        "checkName": check,
+        "limit": limit,
+        "partition": partition,
+    }
+    return list(gql(CHECK_EXECUTIONS, variables)["assetCheckExecutions"])
 
 
 def wait_for_run(gql: GraphQLClient, run_id: str, timeout_s: float, poll_s: float = 1.0) -> dict:
@@ -524,6 +556,19 @@ class RunTiming:
         return max(0.0, _gap(self.started, self.ended) - self.compute_s)
 
 
+def peak_slots_held(runs: Sequence[RunTiming]) -> int:
+    """The most runs holding a run-queue slot (dequeued, not yet ended) at any instant."""
+    edges = []
+    for r in runs:
+        if r.launched is not None:
+            edges += [(r.launched, 1), (r.ended if r.ended is not None else float("inf"), -1)]
+    held = peak = 0
+    for _t, step in sorted(edges):
+        held += step
+        peak = max(peak, held)
+    return peak
+
+
 def _gap(a: float | None, b: float | None) -> float:
     return max(0.0, float(b) - float(a)) if a is not None and b is not None else 0.0
 
@@ -540,13 +585,14 @@ def _events_of(run: Mapping[str, Any]) -> int:
 
 
 def run_partition(tags: Mapping[str, str]) -> str:
-    """The partition key of a run: its ``dagster/partition`` tag, or the one-partition range
-    an asset backfill with ``max_partitions_per_run=1`` tags its runs with."""
+    """The partition key of a run: its ``dagster/partition`` tag. A run tagged only with a
+    partition range (a backfill policy's run, whose check evaluations Dagster records without a
+    partition) reads ``start...end``, even for a one-key range, so the report shows it."""
     if "dagster/partition" in tags:
         return tags["dagster/partition"]
     start = tags.get("dagster/asset_partition_range_start", "")
     end = tags.get("dagster/asset_partition_range_end", "")
-    return start if start == end else f"{start}...{end}"
+    return f"{start}...{end}"
 
 
 def run_timing(run: Mapping[str, Any]) -> RunTiming:
@@ -645,6 +691,7 @@ class BackfillReport:
                 "mean_concurrent_runs": round(busy / wall, 2) if wall > 0 else 0.0,
                 # a run holds its queue slot from dequeue (launch) to its end
                 "mean_queue_slots_held": round(slots / wall, 2) if wall > 0 else 0.0,
+                "peak_queue_slots_held": peak_slots_held(self.runs),
             },
         }
 
@@ -668,7 +715,8 @@ class BackfillReport:
             f"    compute: steps, all runs                  {c['steps_total_s']:.1f} s",
             f"    run worker outside steps                  {_fmt(c['run_worker_overhead_s'])}",
             f"    mean runs executing / holding a slot      "
-            f"{s['overlap']['mean_concurrent_runs']} / {s['overlap']['mean_queue_slots_held']}",
+            f"{s['overlap']['mean_concurrent_runs']} / {s['overlap']['mean_queue_slots_held']}"
+            f" (peak {s['overlap']['peak_queue_slots_held']} slots held)",
             "  median step durations: "
             + ", ".join(f"{k} {v:.2f}s" for k, v in c["per_step_median_s"].items()),
             "  runs:",

@@ -9,13 +9,12 @@ import warnings as _warnings
 
 import dagster as _dg
 
-# Two features this package relies on knowingly are flagged by Dagster 1.13 at definition time:
+# One feature this package relies on knowingly is flagged by Dagster 1.13 at definition time:
 # partitioned asset checks (preview; they record the partition of every check evaluation, which
-# the UI and the alert sensor need) and BackfillPolicy (beta). Both are pinned with dagster
-# itself (docs/dagster.md); silence exactly these two messages, nothing else.
+# the UI and the alert sensor need). It is pinned with dagster itself (docs/dagster.md); silence
+# exactly this message, nothing else.
 _warnings.filterwarnings(
     "ignore",
     message=r"Specifying a partitions_def on an AssetCheckSpec",
     category=_dg.PreviewWarning,
 )
-_warnings.filterwarnings("ignore", message=r"Parameter `backfill_policy`", category=_dg.BetaWarning)

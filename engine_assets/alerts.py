@@ -13,7 +13,6 @@ import json
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,13 +59,12 @@ def _plain(value: dg.MetadataValue) -> Any:
     return raw if len(text) <= _MAX_VALUE_CHARS else text[:_MAX_VALUE_CHARS]
 
 
-def alert_from_record(
-    record: dg.EventLogRecord, run_partition: Callable[[str], str | None] | None = None
-) -> CheckAlert | None:
+def alert_from_record(record: dg.EventLogRecord) -> CheckAlert | None:
     """The alert for a failed check evaluation record; None when the check passed.
 
-    ``run_partition`` names the partition of a run, for evaluations recorded without one
-    (a check evaluated outside a partitioned run)."""
+    The partition is the evaluation's own, as recorded in the event log and shown by the UI;
+    it is never reconstructed from the run's tags (None for a check evaluated outside a
+    single-partition run)."""
     entry = record.event_log_entry
     event = entry.dagster_event
     if event is None:
@@ -76,16 +74,13 @@ def alert_from_record(
         return None
     severity = getattr(evaluation.severity, "value", str(evaluation.severity))
     blocking = evaluation.blocking
-    partition = evaluation.partition
-    if partition is None and run_partition is not None:
-        partition = run_partition(entry.run_id)
     return CheckAlert(
         storage_id=int(record.storage_id),
         timestamp=float(entry.timestamp),
         run_id=entry.run_id,
         asset=evaluation.asset_key.to_user_string(),
         check=evaluation.check_name,
-        partition=partition,
+        partition=evaluation.partition,
         severity=severity,
         blocking=bool(blocking) if blocking is not None else severity == "ERROR",
         description=evaluation.description,

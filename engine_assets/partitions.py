@@ -30,9 +30,16 @@ engine_partitions = dg.MultiPartitionsDefinition(
     {"year": year_partitions, "scenario": scenario_partitions}
 )
 
-# One partition per run: every run then records per-partition materialisations and check
-# results, and concurrent runs (bounded by the run queue) give the parallelism.
-ENGINE_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
+# No backfill policy, on purpose. Without one, Dagster's asset backfill (the UI's "Materialize"
+# over several partitions, GraphQL ``launchPartitionBackfill``) requests one run per partition
+# key, with the chain of every asset in that run, tagged ``dagster/partition`` like a run launched
+# for one partition: its check evaluations are recorded under that partition (event log, the
+# asset's Checks tab, per-partition check status). ``BackfillPolicy.multi_run(
+# max_partitions_per_run=1)`` also gives one run per partition, but tags it only with
+# ``dagster/asset_partition_range_start``/``_end``, and Dagster 1.13 records the check
+# evaluations of such a run without a partition. Either way concurrent runs, bounded by the run
+# queue (``max_concurrent_runs``), give the parallelism.
+ENGINE_BACKFILL_POLICY: dg.BackfillPolicy | None = None
 
 
 @dataclass(frozen=True)

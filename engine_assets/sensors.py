@@ -4,7 +4,8 @@ Run-failure sensors never see a WARN check (the run succeeds), so this sensor re
 log itself: every ``ASSET_CHECK_EVALUATION`` record after its cursor, in storage order, any
 asset, any partition, blocking or not. The cursor is the storage id of the last record
 handled; it advances record by record, so a tick that stops half-way (a full disk) resumes
-after the last alert it delivered, and no alert is ever sent twice.
+after the last alert it delivered, and no alert is ever sent twice. The partition an alert
+names is the one recorded in the evaluation, the same the asset's Checks tab shows.
 
 Starts STOPPED like every Dagster sensor; turn it on in the UI (Automation) or with
 ``dagster sensor start check_failure_alerts`` (docs/operations.md).
@@ -20,18 +21,6 @@ from engine_assets.resources import AlertSettings, EngineStorage
 
 SENSOR_NAME = "check_failure_alerts"
 RECORDS_PER_TICK = 500
-PARTITION_TAG = "dagster/partition"
-# Asset-backfill runs of one partition carry only the range tags (start == end).
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-
-
-def partition_of_tags(tags: dict[str, str]) -> str | None:
-    """The run's single partition key, from ``dagster/partition`` or a one-key range."""
-    if tags.get(PARTITION_TAG):
-        return tags[PARTITION_TAG]
-    start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
-    return start if start is not None and start == end else None
 
 
 def check_evaluation_records(
@@ -73,17 +62,9 @@ def check_failure_alerts(
         webhook_url=alerts.webhook_url,
         timeout_s=alerts.webhook_timeout_s,
     )
-    partitions: dict[str, str | None] = {}
-
-    def run_partition(run_id: str) -> str | None:
-        if run_id not in partitions:
-            run = context.instance.get_run_by_id(run_id)
-            partitions[run_id] = partition_of_tags(run.tags) if run is not None else None
-        return partitions[run_id]
-
     sent = 0
     for record in records:
-        alert = alert_from_record(record, run_partition)
+        alert = alert_from_record(record)
         if alert is not None:
             try:
                 outcome = delivery.deliver(alert)

@@ -43,4 +43,34 @@ def test_every_asset_shares_partitions_and_backfill_policy():
     for assets_def in ENGINE_ASSETS:
         assert assets_def.partitions_def == engine_partitions
         assert assets_def.backfill_policy == ENGINE_BACKFILL_POLICY
-    assert ENGINE_BACKFILL_POLICY.max_partitions_per_run == 1
+    assert ENGINE_BACKFILL_POLICY is None
+
+
+def test_asset_backfill_requests_one_partition_tagged_run_per_partition():
+    """What the backfill daemon launches for two partitions of the whole chain: one run per
+    partition with every asset, tagged ``dagster/partition`` (so check evaluations are recorded
+    under it), never a partition-range run."""
+    from dagster._core.definitions.automation_tick_evaluation_context import (
+        build_run_requests_with_backfill_policies,
+    )
+    from dagster._core.definitions.events import AssetKeyPartitionKey
+
+    from engine_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    keys = ["baseline|2025", "stress|2026"]
+    asset_keys = {k for a in ENGINE_ASSETS for k in a.keys}
+    with dg.instance_for_test() as instance:
+        requests = build_run_requests_with_backfill_policies(
+            asset_partitions=[AssetKeyPartitionKey(a, k) for a in asset_keys for k in keys],
+            asset_graph=graph,
+            dynamic_partitions_store=instance,
+        )
+    assert sorted(r.partition_key for r in requests) == keys
+    for request in requests:
+        assert set(request.asset_selection) == asset_keys
+        scenario, year = request.partition_key.split("|")
+        assert request.tags["dagster/partition"] == request.partition_key
+        assert request.tags["dagster/partition/year"] == year
+        assert request.tags["dagster/partition/scenario"] == scenario
+        assert not any(t.startswith("dagster/asset_partition_range") for t in request.tags)

@@ -114,12 +114,49 @@ def test_sensor_is_stopped_by_default():
     assert check_failure_alerts.default_status == dg.DefaultSensorStatus.STOPPED
 
 
-def test_partition_of_backfill_range_tags():
-    from engine_assets.sensors import partition_of_tags
+def _evaluation_partitions(instance):
+    records = instance.get_event_records(
+        dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    )
+    return {
+        r.event_log_entry.dagster_event.event_specific_data.check_name: (
+            r.event_log_entry.dagster_event.event_specific_data.partition
+        )
+        for r in records
+    }
 
-    assert partition_of_tags({"dagster/partition": "baseline|2026"}) == "baseline|2026"
-    assert partition_of_tags({"dagster/asset_partition_range_start": "stress|2027",
-                              "dagster/asset_partition_range_end": "stress|2027"}) == "stress|2027"
-    assert partition_of_tags({"dagster/asset_partition_range_start": "baseline|2026",
-                              "dagster/asset_partition_range_end": "baseline|2027"}) is None
-    assert partition_of_tags({}) is None
+
+def test_alert_names_the_partition_recorded_in_the_evaluation(instance, tmp_path, webhook):
+    # A run tagged with its partition (what an asset backfill launches for this project):
+    # the evaluation carries the partition, and the log line and webhook payload name it.
+    dg.materialize(
+        [stand_in],
+        tags={"dagster/partition": "stress|2025", "engine/trigger": "backfill"},
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert _evaluation_partitions(instance)["hard_rule"] == "stress|2025"
+    _tick(instance, tmp_path, webhook_url=webhook.url)
+    assert {a["partition"] for a in _alerts(tmp_path)} == {"stress|2025"}
+    assert {p["json"]["partition"] for p in webhook.posts} == {"stress|2025"}
+
+
+def test_partition_is_not_reconstructed_from_run_tags(instance, tmp_path, webhook):
+    # A run tagged only with a one-key partition range (a multi_run(1) backfill policy's
+    # run): Dagster records its evaluations without a partition, and so does the alert,
+    # although the range tags would name one.
+    dg.materialize(
+        [stand_in],
+        tags={
+            "dagster/asset_partition_range_start": "stress|2025",
+            "dagster/asset_partition_range_end": "stress|2025",
+        },
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert set(_evaluation_partitions(instance).values()) == {None}
+    _tick(instance, tmp_path, webhook_url=webhook.url)
+    alerts = _alerts(tmp_path)
+    assert sorted(a["check"] for a in alerts) == ["hard_rule", "soft_rule"]
+    assert [a["partition"] for a in alerts] == [None, None]
+    assert [p["json"]["partition"] for p in webhook.posts] == [None, None]

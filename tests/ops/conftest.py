@@ -2,8 +2,9 @@
 world, shared by the browser and backfill tests, and headless Chromium driven by Playwright.
 
 The server runs from the repository's ``workspace.yaml`` with a temporary ``DAGSTER_HOME``
-(the repository's ``dagster.yaml`` copied in), a temporary storage root and alert log, the
-first-visit modal dismissed and the failed-check alert sensor started.
+(the repository's ``dagster.yaml`` copied in), a temporary storage root and alert log, a local
+webhook receiving the alerts, the first-visit modal dismissed and the failed-check alert sensor
+started.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bench_backfill import DagsterDev, set_nux_seen, start_sensor
+from tests.assets.conftest import WebhookReceiver
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -41,6 +43,7 @@ class EngineServer:
     dev: DagsterDev
     storage_root: Path
     alert_log: Path
+    webhook: WebhookReceiver
 
     @property
     def url(self) -> str:
@@ -58,13 +61,15 @@ def engine_server(tmp_path_factory) -> Iterator[EngineServer]:
         "ENGINE_ALERT_LOG": str(alert_log),
         "ENGINE_SEED": "42",
     }
-    for name in ("ENGINE_THREADS", "ENGINE_POLICY", "ENGINE_ALERT_WEBHOOK"):
+    for name in ("ENGINE_THREADS", "ENGINE_POLICY"):
         env[name] = ""  # nothing from the caller's environment leaks into the runs
-    dev = DagsterDev(base / "dagster_home", env, max_concurrent_runs=MAX_CONCURRENT_RUNS)
-    with dev:
-        set_nux_seen(dev.gql)
-        assert start_sensor(dev.gql, ALERT_SENSOR) == "RUNNING"
-        yield EngineServer(dev, storage_root, alert_log)
+    with WebhookReceiver() as webhook:
+        env["ENGINE_ALERT_WEBHOOK"] = webhook.url
+        dev = DagsterDev(base / "dagster_home", env, max_concurrent_runs=MAX_CONCURRENT_RUNS)
+        with dev:
+            set_nux_seen(dev.gql)
+            assert start_sensor(dev.gql, ALERT_SENSOR) == "RUNNING"
+            yield EngineServer(dev, storage_root, alert_log, webhook)
     assert dev.process is not None and dev.process.poll() is not None, "dagster dev still runs"
 
 

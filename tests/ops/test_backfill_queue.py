@@ -1,10 +1,11 @@
 """A multi-partition backfill through the daemon and the run queue, measured end to end.
 
 2 years x 2 scenarios of the tiny world, launched with GraphQL ``launchPartitionBackfill``
-against ``dagster dev`` whose instance allows 2 concurrent runs: one run per partition
-(``BackfillPolicy.multi_run(max_partitions_per_run=1)``), never more than 2 at once, every
-run successful, and the benchmark's report (partitions/hour, events/s, daemon waits against
-compute) consistent with the runs.
+against ``dagster dev`` whose instance allows 2 concurrent runs: one run per partition, tagged
+``dagster/partition`` (the assets have no backfill policy), never more than 2 at once, every
+run successful, every check evaluation recorded under its run's partition, and the
+benchmark's report (partitions/hour, events/s, daemon waits against compute) consistent with
+the runs.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import pytest
 
 from benchmarks.bench_backfill import (
     EVENTS_STEP,
-    BackfillReport,
+    check_executions,
     measure_backfill,
     partition_keys,
 )
+from engine_assets.definitions import defs
 
 from .conftest import MAX_CONCURRENT_RUNS
 
@@ -24,18 +26,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 YEARS = (2025, 2026)
 SCENARIOS = ("baseline", "stress")
-
-
-def _max_overlap(report: BackfillReport) -> int:
-    """The most runs holding a queue slot (dequeued, not yet ended) at any instant."""
-    edges = []
-    for r in report.runs:
-        edges += [(r.launched, 1), (r.ended, -1)]
-    held = peak = 0
-    for _t, step in sorted(edges, key=lambda e: (e[0], e[1])):
-        held += step
-        peak = max(peak, held)
-    return peak
 
 
 def test_backfill_of_four_partitions_through_the_run_queue(engine_server):
@@ -51,7 +41,7 @@ def test_backfill_of_four_partitions_through_the_run_queue(engine_server):
     assert all(r.enqueued is not None and r.launched is not None for r in report.runs), (
         "every run went through the run queue"
     )
-    assert 1 <= _max_overlap(report) <= MAX_CONCURRENT_RUNS
+    assert 1 <= report.summary()["overlap"]["peak_queue_slots_held"] <= MAX_CONCURRENT_RUNS
     for r in report.runs:
         assert set(r.steps) >= {"world", "s1_time_grid_and_grouping", EVENTS_STEP,
                                   "s5_validation_report"}
@@ -69,3 +59,17 @@ def test_backfill_of_four_partitions_through_the_run_queue(engine_server):
     assert report.wall_s >= daemon["submission_to_first_run_s"] + max(
         r.compute_s for r in report.runs
     )
+
+    # Every check of every asset was evaluated once per run, recorded under the run's partition.
+    partition_of_run = {r.run_id: r.partition for r in report.runs}
+    check_keys = defs.resolve_asset_graph().asset_check_keys
+    assert len(check_keys) >= 30
+    for key in check_keys:
+        executions = check_executions(
+            engine_server.dev.gql, key.asset_key.to_user_string(), key.name, limit=100
+        )
+        ours = [e for e in executions if e["runId"] in partition_of_run]
+        assert len(ours) == len(partition_of_run), key.to_user_string()
+        recorded = {e["runId"]: e["partition"] for e in ours}
+        assert recorded == partition_of_run, f"{key.to_user_string()}: {recorded}"
+        assert {e["status"] for e in ours} == {"SUCCEEDED"}, key.to_user_string()

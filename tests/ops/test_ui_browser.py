@@ -7,8 +7,11 @@ of S1-S5 in the graph, the run's progress and ETA tags in the Runs list, the met
 Then a published dataset is corrupted between two runs: a duplicated row in the bucket
 counts makes S4's blocking checks fail, the UI shows the failed check, S5 never runs, and
 the alert sensor (running in the daemon) writes the alert to the alert log.
+Last, a backfill of two partitions, one of them corrupted the same way: the Checks tab of
+``s4_arrival_events`` lists each evaluation under its own partition (failed under the corrupted
+one, passed under the other), and the alert (log line and webhook) names the same partition.
 
-Screenshots go to ``artifacts/ui/``; every assertion is on page text or DOM.
+Screenshots go to ``artifacts/ui/``; every UI assertion is on page text or DOM.
 """
 
 from __future__ import annotations
@@ -24,9 +27,12 @@ import pytest
 from benchmarks.bench_backfill import (
     ENGINE_ASSETS,
     TERMINAL_RUN_STATUSES,
+    check_executions,
+    launch_backfill,
     launch_run,
     run_by_id,
     runs,
+    wait_for_backfill,
     wait_for_run,
 )
 from engine_core.checks.catalogue import rules_for
@@ -209,11 +215,19 @@ def test_partition_materialised_from_the_ui(page, engine_server, screenshots):
     _shoot(page, screenshots, "06_s4_checks_passed.png")
 
 
-def _published_bucket_counts(storage_root: Path) -> Path | None:
+def _published_bucket_counts(
+    storage_root: Path, scenario: str = "baseline", year: int = 2026
+) -> Path | None:
     found = sorted(
-        storage_root.glob("*/*/seed=42/bucket_counts/scenario=baseline/year=2026/*.parquet")
+        storage_root.glob(f"*/*/seed=42/bucket_counts/scenario={scenario}/year={year}/*.parquet")
     )
     return found[0] if found else None
+
+
+def _duplicate_first_row(part: Path) -> None:
+    """Damage a published S3 dataset: one (series, bucket) row twice."""
+    table = pq.read_table(part)
+    pq.write_table(pa.concat_tables([table, table.slice(0, 1)]), part)
 
 
 def _alerts(path: Path) -> list[dict]:
@@ -234,8 +248,7 @@ def test_failed_blocking_check_shows_in_the_ui_and_alerts(page, engine_server, s
     assert part is not None
 
     # Damage the published S3 dataset between two runs: one (series, bucket) row twice.
-    table = pq.read_table(part)
-    pq.write_table(pa.concat_tables([table, table.slice(0, 1)]), part)
+    _duplicate_first_row(part)
     alerts_before = len(_alerts(server.alert_log))
 
     run_id = launch_run(gql, [S4, "s5_validation_report"], PARTITION, PARTITION_TAGS)
@@ -280,3 +293,117 @@ def test_failed_blocking_check_shows_in_the_ui_and_alerts(page, engine_server, s
     assert alert["blocking"] is True and alert["severity"] == "ERROR"
     assert {a["check"] for a in new} <= {"events_id_unique", "events_sorted", "events_seq"}
     assert len(new) == len({a["check"] for a in new}), "an alert was sent twice"
+
+
+CLEAN, CORRUPTED = "baseline|2024", "stress|2024"
+BLOCKING_CHECK = "events_id_unique"
+BACKFILL_TIMEOUT_S = 300
+
+
+def _partition_tags(key: str) -> dict[str, str]:
+    scenario, year = key.split("|")
+    return {"dagster/partition/scenario": scenario, "dagster/partition/year": year}
+
+
+def test_backfill_shows_each_partitions_check_results(page, engine_server, screenshots):
+    expect = _expect()
+    server = engine_server
+    gql = server.dev.gql
+
+    # Upstream of S4 for both partitions (two plain runs), then one of them corrupted.
+    upstream = list(ENGINE_ASSETS[: ENGINE_ASSETS.index("s3_bucket_counts") + 1])
+    firsts = [launch_run(gql, upstream, k, _partition_tags(k)) for k in (CLEAN, CORRUPTED)]
+    for run_id in firsts:
+        assert wait_for_run(gql, run_id, RUN_TIMEOUT_S)["status"] == "SUCCESS"
+    part = _published_bucket_counts(server.storage_root, "stress", 2024)
+    assert part is not None
+    _duplicate_first_row(part)
+    alerts_before, posts_before = len(_alerts(server.alert_log)), len(server.webhook.posts)
+
+    # An asset backfill of S4 and S5 over both partitions, through the daemon and the queue.
+    backfill_id = launch_backfill(
+        gql, [CLEAN, CORRUPTED], assets=[S4, "s5_validation_report"], title="two partitions"
+    )
+    status, backfill_runs = wait_for_backfill(gql, backfill_id, BACKFILL_TIMEOUT_S)
+    assert status["status"] == "COMPLETED_FAILED", status
+    run_of = {_tags(r)["dagster/partition"]: r for r in backfill_runs}
+    assert sorted(run_of) == sorted([CLEAN, CORRUPTED]), "one run per partition"
+    for key, run in run_of.items():
+        tags = _tags(run)
+        assert {k: tags[k] for k in _partition_tags(key)} == _partition_tags(key)
+        assert not any(t.startswith("dagster/asset_partition_range") for t in tags)
+    assert run_of[CLEAN]["status"] == "SUCCESS"
+    assert run_of[CORRUPTED]["status"] == "FAILURE"
+    assert {s["stepKey"]: s["status"] for s in run_of[CORRUPTED]["stepStats"]} == {S4: "FAILURE"}
+
+    # Every S4 check evaluation of the backfill is recorded under its run's partition.
+    for rule in S4_CHECKS:
+        for key, run in run_of.items():
+            mine = [
+                e
+                for e in check_executions(gql, S4, rule.code.lower(), partition=key)
+                if e["runId"] == run["runId"]
+            ]
+            assert [e["partition"] for e in mine] == [key], (rule.code, key, mine)
+    latest = {k: check_executions(gql, S4, BLOCKING_CHECK, partition=k)[0] for k in run_of}
+    assert latest[CORRUPTED]["status"] == "FAILED"
+    assert latest[CORRUPTED]["runId"] == run_of[CORRUPTED]["runId"]
+    assert latest[CLEAN]["status"] == "SUCCEEDED"
+    assert latest[CLEAN]["runId"] == run_of[CLEAN]["runId"]
+
+    # The Checks tab: the execution history lists the failed evaluation under the corrupted
+    # partition and the passed one under the other, each linked to its own backfill run.
+    page.goto(f"{server.url}/assets/{S4}?view=checks&checkDetail={BLOCKING_CHECK}")
+    expect(page.get_by_text(f"{BLOCKING_CHECK.upper()} (blocking)", exact=False)).to_be_visible()
+    page.get_by_role("tab", name="Execution history").click()
+    expect(page.get_by_role("columnheader", name="Partition")).to_be_visible()
+    for key, result in ((CORRUPTED, "Failed"), (CLEAN, "Passed")):
+        row = page.locator("tbody tr").filter(has=page.get_by_role("cell", name=key, exact=True))
+        expect(row).to_have_count(1)
+        expect(row.locator("td").first).to_have_text(result)
+        run_link = row.locator(f'a[href^="/runs/{run_of[key]["runId"]}"]')
+        expect(run_link.first).to_be_visible()
+    _shoot(page, screenshots, "09_backfill_check_history_by_partition.png")
+
+    # The Partitions tab draws each partition's status; pick a scenario, then the year.
+    page.locator('button[role="tab"]', has_text="Partitions").click()
+    for key, result, shot in (
+        (CORRUPTED, "Failed", "10_backfill_check_partition_failed.png"),
+        (CLEAN, "Passed", "11_backfill_check_partition_passed.png"),
+    ):
+        for dimension, value in zip(("scenario", "year"), key.split("|"), strict=True):
+            column = (
+                page.locator("div")
+                .filter(has=page.get_by_placeholder(f"Filter by {dimension}…"))
+                .filter(has=page.get_by_text(value, exact=True))
+                .last
+            )
+            column.get_by_text(value, exact=True).filter(visible=True).click()
+        detail = (
+            page.locator("div")
+            .filter(has=page.get_by_text("Latest execution", exact=True))
+            .filter(has=page.get_by_text(key, exact=True))
+            .last
+        )
+        expect(detail).to_contain_text(result)
+        expect(detail.get_by_role("link", name=run_of[key]["runId"][:8])).to_be_visible()
+        _shoot(page, screenshots, shot)
+
+    # The alert of the failed check names the partition the UI shows, in the log and the
+    # webhook payload; the clean partition raised none.
+    deadline = time.monotonic() + ALERT_TIMEOUT_S
+    while True:
+        new = _alerts(server.alert_log)[alerts_before:]
+        posted = [p["json"] for p in server.webhook.posts[posts_before:]]
+        failed_run = run_of[CORRUPTED]["runId"]
+        if any(a["run_id"] == failed_run and a["check"] == BLOCKING_CHECK for a in new) and any(
+            p["run_id"] == failed_run and p["check"] == BLOCKING_CHECK for p in posted
+        ):
+            break
+        assert time.monotonic() < deadline, f"no alert for run {failed_run} of the backfill"
+        time.sleep(2.0)
+    line = next(a for a in new if a["run_id"] == failed_run and a["check"] == BLOCKING_CHECK)
+    payload = next(p for p in posted if p["run_id"] == failed_run and p["check"] == BLOCKING_CHECK)
+    assert line["partition"] == payload["partition"] == latest[CORRUPTED]["partition"] == CORRUPTED
+    assert line["webhook"].startswith("delivered")
+    assert not [a for a in new if a["run_id"] == run_of[CLEAN]["runId"]]
