@@ -8,6 +8,7 @@ from engine_assets.asset_keys import GROUP, S1_GROUPING, S1_TIME_GRID, S2_LATENT
 from engine_assets.checks import rule_check_specs
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
+from engine_assets.retries import ENGINE_RETRY_POLICY
 from engine_assets.state_step import StateStep
 from engine_core import plots
 
@@ -19,6 +20,7 @@ S2_CHECKS = rule_check_specs("s2", S2_LATENT_INTENSITY)
     group_name=GROUP,
     partitions_def=engine_partitions,
     backfill_policy=ENGINE_BACKFILL_POLICY,
+    retry_policy=ENGINE_RETRY_POLICY,
     deps=[S1_TIME_GRID, S1_GROUPING],
     check_specs=S2_CHECKS,
     kinds={"numba", "parquet"},

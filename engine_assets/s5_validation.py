@@ -17,6 +17,11 @@ from engine_assets.asset_keys import ALL_ASSETS, GROUP, S5_VALIDATION_REPORT
 from engine_assets.metadata import identity_metadata
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
+from engine_assets.retries import (
+    ENGINE_RETRY_POLICY,
+    transient_rule_errors,
+    transient_rule_failure,
+)
 from engine_assets.state_step import PASSED_FLAG, StateStep
 
 REPORT_FILE = "report.json"
@@ -53,6 +58,7 @@ def report_metadata(
     group_name=GROUP,
     partitions_def=engine_partitions,
     backfill_policy=ENGINE_BACKFILL_POLICY,
+    retry_policy=ENGINE_RETRY_POLICY,
     deps=[a for a in ALL_ASSETS if a != S5_VALIDATION_REPORT],
     kinds={"json", "parquet"},
     description="Per-partition validation report, issue table and _passed.flag (on PASS only).",
@@ -71,6 +77,9 @@ def s5_validation_report(
     )
     if not passed:
         failed = failed_rules(report)
+        unreadable = transient_rule_errors(failed)
+        if unreadable:  # no verdict over data that could not be read: retried
+            raise transient_rule_failure(unreadable)
         blocking = [r.get("code") for r in failed if r.get("blocking")]
         warnings = [r.get("code") for r in failed if not r.get("blocking")]
         raise dg.Failure(
