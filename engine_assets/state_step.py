@@ -54,7 +54,8 @@ class StateStep:
         self.context = context
         self.storage = storage
         self.settings = settings
-        self.partition: EnginePartition = partition_of(context)
+        with classified_failures():  # a malformed key is bad input: fails once
+            self.partition: EnginePartition = partition_of(context)
         self.progress = RunProgressReporter(context)
         self._engine: Engine | None = None
 

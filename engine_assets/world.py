@@ -16,7 +16,7 @@ from engine_assets.checks import check_name, figure_metadata, rule_check_specs, 
 from engine_assets.metadata import ROW_COUNT, identity_metadata
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
-from engine_assets.retries import ENGINE_RETRY_POLICY
+from engine_assets.retries import ENGINE_RETRY_POLICY, step_failure
 from engine_assets.state_step import StateStep, engine_failure
 from engine_core.errors import EngineError
 from engine_core.io.transient import is_transient
@@ -76,6 +76,10 @@ def world(
         context.log.error(f"world rejected: {err}")
         yield rejected_world_result(err)
         raise engine_failure(err) from err
+    except dg.Failure:
+        raise
+    except Exception as exc:  # retried only when transient (engine_assets/retries.py)
+        raise step_failure(exc) from exc
     step.progress.finished("world", result.rows, result.elapsed_s)
     yield dg.MaterializeResult(metadata=world_metadata(step, result))
     yield from step.rule_results(rules, WORLD_CHECKS)

@@ -145,6 +145,7 @@ def _podman(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.timeout(2400)
 @pytest.mark.skipif(os.environ.get("ENGINE_IMAGE_BUILD") != "podman",
                     reason="builds the container image; set ENGINE_IMAGE_BUILD=podman")  # fmt: skip
 def test_the_image_builds_and_runs_with_podman(tmp_path):
