@@ -26,11 +26,13 @@ from types import ModuleType
 import numba
 import numpy as np
 
-import engine_core.pipeline.engine as engine_mod
-from engine_core.kernels.jit import warm_up
-from engine_core.pipeline import Engine, RunConfig
+import engine_core.pipeline.s4_events as s4_mod
+from engine_core.pipeline import Run, RunConfig
+from engine_core.pipeline.jit import warm_up
+from engine_core.schemas import EVENT_COLUMNS
+from engine_core.timebase import US_PER_S
 
-N_OUTPUTS = 15  # realise_groups' trailing output arrays
+N_OUTPUTS = len(EVENT_COLUMNS)  # realise_groups' trailing output arrays
 
 
 def load(name: str, path: str) -> ModuleType:
@@ -60,28 +62,28 @@ def main() -> None:
     mod_a, mod_b = load("kernel_a", args.a), load("kernel_b", args.b)
     numba.set_num_threads(args.threads)
     utc = dt.UTC
-    eng = Engine(RunConfig(world=args.world, scenario=args.scenario,
+    eng = Run.open(RunConfig(world=args.world, scenario=args.scenario,
                            start=dt.datetime.fromisoformat(args.start).replace(tzinfo=utc),
                            end=dt.datetime.fromisoformat(args.end).replace(tzinfo=utc),
                            storage_root=args.out, seed=args.seed))
     warm_up()
-    w = eng.window(eng.years[0])
-    m = eng.model
-    keys = {f: m.series_keys(f, eng.policy.namespace, args.seed)
+    w = eng.ctx.window(eng.ctx.years[0])
+    m = eng.ctx.arrays
+    keys = {f: m.series_keys(f, eng.ctx.policy.namespace, args.seed)
             for f in ("S4.time.v1", "S4.site.v1", "S4.edge.v1", "S4.hybrid.v1")}
     calls: list[tuple] = []
-    real = engine_mod.realise_groups
+    real = s4_mod.realise_groups
 
     def capture(*a: object) -> None:
         calls.append(a)
         real(*a)
 
-    engine_mod.realise_groups = capture
-    chunks = eng._s4_batches(w)
+    s4_mod.realise_groups = capture
+    chunks = s4_mod.count_chunks(eng.ctx, eng.store, w, None)
     for _ in range(args.chunks):
-        eng._s4_chunk_arrays(next(chunks), w, keys, w.bucket_seconds * 1_000_000, {},
+        s4_mod.realise_chunk(eng.ctx, next(chunks), keys, w.bucket_seconds * US_PER_S, {},
                              dict.fromkeys(keys, 0))
-    engine_mod.realise_groups = real
+    s4_mod.realise_groups = real
     n = sum(len(c[-1]) for c in calls)
     outs = {k: [[x.copy() for x in c[-N_OUTPUTS:]] for c in calls] for k in "ab"}
 

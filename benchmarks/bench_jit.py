@@ -33,7 +33,7 @@ PYTHON = str(ROOT / ".venv/bin/python") if (ROOT / ".venv/bin/python").exists() 
 WARM_UP = """
 import json, time
 t0 = time.perf_counter()
-from engine_core.kernels.jit import warm_up
+from engine_core.pipeline.jit import warm_up
 t_import = time.perf_counter() - t0
 timings = {}
 total = warm_up(timings)

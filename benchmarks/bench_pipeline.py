@@ -24,16 +24,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FLOOR_CODE = """
 import datetime as dt, json, sys
-from engine_core.pipeline import Engine, RunConfig
+from engine_core.pipeline import Run, RunConfig
 sys.path.insert(0, {bench!r})
 from floor import run_floor
 cfg = RunConfig(world={world!r}, scenario={scenario!r},
                 start=dt.datetime.fromisoformat({start!r}).replace(tzinfo=dt.UTC),
                 end=dt.datetime.fromisoformat({end!r}).replace(tzinfo=dt.UTC),
                 storage_root={out!r}, seed={seed})
-eng = Engine(cfg)
-eng.model; eng.tz
-res = run_floor(eng, eng.years[0], {floor_out!r})
+eng = Run.open(cfg)
+eng.ctx.arrays; eng.ctx.tz
+res = run_floor(eng, eng.ctx.years[0], {floor_out!r})
 print(json.dumps(res))
 """
 

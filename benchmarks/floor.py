@@ -18,15 +18,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine_core import schemas
-from engine_core.pipeline.engine import (
-    EVENT_PARQUET_OPTS,
-    S4_EVENTS_PER_CHUNK,
-    Engine,
-    _dict_array,
-    _ts_array,
-)
+from engine_core.pipeline.columns import dict_array as _dict_array
+from engine_core.pipeline.columns import ts_array as _ts_array
+from engine_core.pipeline.run import Run
+from engine_core.pipeline.s4_events import EVENTS_PER_CHUNK as S4_EVENTS_PER_CHUNK
+from engine_core.pipeline.s4_events import count_chunks
 from engine_core.rng.philox import philox_block, to_uniform
 from engine_core.rng.samplers import alias_pick, place_us
+from engine_core.schemas import EVENT_PARQUET_OPTIONS as EVENT_PARQUET_OPTS
+from engine_core.timebase import US_PER_S
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
@@ -45,21 +45,21 @@ def bare_time_site(row_series, row_bucket, row_offset, key_time, key_site, site_
                                                   to_uniform(x0))
 
 
-def run_floor(engine: Engine, year: int, out_dir: str) -> dict:
+def run_floor(engine: Run, year: int, out_dir: str) -> dict:
     """Time the floor over the published S3 partition ``year``; returns events and seconds."""
-    m = engine.model
-    keys_t = m.series_keys("S4.time.v1", engine.policy.namespace, int(engine.config.seed))
-    keys_s = m.series_keys("S4.site.v1", engine.policy.namespace, int(engine.config.seed))
-    w = engine.window(year)
-    bucket_us = w.bucket_seconds * 1_000_000
+    m = engine.ctx.arrays
+    keys_t = m.series_keys("S4.time.v1", engine.ctx.policy.namespace, engine.ctx.seed)
+    keys_s = m.series_keys("S4.site.v1", engine.ctx.policy.namespace, engine.ctx.seed)
+    w = engine.ctx.window(year)
+    bucket_us = w.bucket_seconds * US_PER_S
     os.makedirs(out_dir, exist_ok=True)
     site_n = np.maximum(m.site_n, 1)  # virtual series route to their first site here
     t0 = time.perf_counter()
     events = 0
     with ThreadPoolExecutor(max_workers=2) as pool:
         pending = []
-        for k, chunk in enumerate(engine._s4_batches(w)):
-            rs = engine.series_index_of(chunk)
+        for k, chunk in enumerate(count_chunks(engine.ctx, engine.store, w, None)):
+            rs = engine.ctx.series_index_of(chunk)
             rb = chunk.column("bucket_start_utc").cast(pa.int64()).to_numpy() // bucket_us
             counts = chunk.column("count").to_numpy().astype(np.int64)
             ro = np.zeros(len(counts) + 1, np.int64)

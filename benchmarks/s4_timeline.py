@@ -24,9 +24,9 @@ from collections.abc import Callable
 from typing import Any
 
 import engine_core.io.publish as publish
-import engine_core.pipeline.engine as engine_mod
-from engine_core.kernels.jit import warm_up
-from engine_core.pipeline import Engine, RunConfig
+import engine_core.pipeline.s4_events as s4_mod
+from engine_core.pipeline import Run, RunConfig
+from engine_core.pipeline.jit import warm_up
 
 SPENT: dict[str, float] = defaultdict(float)
 _LOCK = threading.Lock()
@@ -58,16 +58,15 @@ def main() -> None:
                     start=dt.datetime.fromisoformat(args.start).replace(tzinfo=utc),
                     end=dt.datetime.fromisoformat(args.end).replace(tzinfo=utc),
                     storage_root=args.out, seed=args.seed)
-    eng = Engine(cfg)
-    eng.model, eng.tz  # noqa: B018  (load the world before the clock starts)
+    eng = Run.open(cfg)
+    eng.ctx.arrays, eng.ctx.tz  # noqa: B018  (load the world before the clock starts)
     warm_up()
-    engine_mod.realise_groups = timed("kernel (main thread)", engine_mod.realise_groups)
-    engine_mod._write_events = timed("Parquet write (writer threads)", engine_mod._write_events)
-    engine_mod.sync_file = timed("fsync of each part (writer threads)", engine_mod.sync_file)
+    s4_mod.realise_groups = timed("kernel (main thread)", s4_mod.realise_groups)
+    s4_mod.write_events = timed("Parquet write (writer threads)", s4_mod.write_events)
+    s4_mod.sync_file = timed("fsync of each part (writer threads)", s4_mod.sync_file)
     publish._fsync_tree = timed("fsync of the staging tree", publish._fsync_tree)
-    cls = engine_mod.Engine
-    cls._s4_chunk_arrays = timed("chunk preparation + kernel", cls._s4_chunk_arrays)
-    cls._events_table = timed("Arrow table build (writer threads)", cls._events_table)
+    s4_mod.realise_chunk = timed("chunk preparation + kernel", s4_mod.realise_chunk)
+    s4_mod.events_table = timed("Arrow table build (writer threads)", s4_mod.events_table)
 
     samples: list[tuple[float, float]] = []
     done = threading.Event()
@@ -81,7 +80,7 @@ def main() -> None:
     threading.Thread(target=sample, daemon=True).start()
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
-    res = eng.run_s4()
+    res = eng.state("s4")
     wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     done.set()

@@ -7,7 +7,7 @@ import dagster as dg
 
 from engine_assets.jobs import engine_job
 from engine_assets.resources import resources_from_env
-from engine_assets.s1_time_grid import s1
+from engine_assets.s1_time_grid import s1_time_grid_and_grouping
 from engine_assets.s2_latent_intensity import s2_latent_intensity
 from engine_assets.s3_bucket_counts import s3_bucket_counts
 from engine_assets.s4_arrival_events import s4_arrival_events
@@ -18,7 +18,7 @@ from engine_assets.world import world
 
 ENGINE_ASSETS = [
     world,
-    s1,
+    s1_time_grid_and_grouping,
     s2_latent_intensity,
     s3_bucket_counts,
     s4_arrival_events,

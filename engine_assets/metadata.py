@@ -16,8 +16,9 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine_core import plots, schemas
-from engine_core.pipeline.engine import Engine
+from engine_assets import plots
+from engine_core import schemas
+from engine_core.pipeline.run import Run
 from engine_core.pipeline.types import StateResult
 
 ROW_COUNT = "dagster/row_count"
@@ -70,19 +71,19 @@ def process_peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def identity_metadata(engine: Engine) -> dict[str, Any]:
+def identity_metadata(run: Run) -> dict[str, Any]:
     """What determines the bytes (SPEC §3) and where they live."""
     return {
-        "world_fingerprint": dg.MetadataValue.text(engine.world_fingerprint),
-        "parameter_hash": dg.MetadataValue.text(engine.parameter_hash),
-        "tzdata_version": dg.MetadataValue.text(str(engine.tzdata_version)),
-        "seed": dg.MetadataValue.int(int(engine.config.seed)),
-        "run_root": dg.MetadataValue.path(engine.storage.uri_for(str(engine.run_root))),
+        "world_fingerprint": dg.MetadataValue.text(run.ctx.world_fingerprint),
+        "parameter_hash": dg.MetadataValue.text(run.ctx.parameter_hash),
+        "tzdata_version": dg.MetadataValue.text(str(run.ctx.tzdata_version)),
+        "seed": dg.MetadataValue.int(run.ctx.seed),
+        "run_root": dg.MetadataValue.path(run.store.uri()),
     }
 
 
 def state_metadata(
-    engine: Engine,
+    run: Run,
     result: StateResult,
     dataset: str,
     stats: DatasetStats,
@@ -108,6 +109,6 @@ def state_metadata(
     if events is not None:
         md["events"] = dg.MetadataValue.int(events)
         md["events_per_s"] = dg.MetadataValue.float(round(events / elapsed, 1) if elapsed else 0.0)
-    md.update(identity_metadata(engine))
+    md.update(identity_metadata(run))
     md.update(extra or {})
     return md

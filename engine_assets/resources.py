@@ -23,7 +23,7 @@ import dagster as dg
 from pydantic import Field
 
 from engine_assets.partitions import EnginePartition
-from engine_core.pipeline.engine import Engine
+from engine_core.pipeline.run import Run
 from engine_core.pipeline.types import ProgressCallback, RunConfig
 
 DEFAULT_STORAGE_ROOT = "./data"
@@ -82,14 +82,14 @@ class EngineSettings(dg.ConfigurableResource):
             policy_path=self.policy_path or None,
         )
 
-    def open_engine(
+    def open_run(
         self,
         partition: EnginePartition,
         storage: EngineStorage,
         progress: ProgressCallback | None = None,
-    ) -> Engine:
-        """The core engine for one partition; every state asset drives its state through it."""
-        return Engine(self.run_config(partition, storage.resolved_root()), progress=progress)
+    ) -> Run:
+        """The core run of one partition; every state asset drives its state through it."""
+        return Run.open(self.run_config(partition, storage.resolved_root()), progress=progress)
 
 
 class AlertSettings(dg.ConfigurableResource):

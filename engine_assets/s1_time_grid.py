@@ -1,6 +1,7 @@
 """S1: the time grid and the latent grouping of series, two assets from one core call.
 
-``run_s1`` publishes both datasets together (no RNG), so one step materialises both assets;
+State ``s1`` publishes both datasets together (no RNG), so one step,
+``s1_time_grid_and_grouping``, materialises both assets;
 GRID_* rules check ``s1_time_grid``, the grouping rules check ``s1_grouping``.
 """
 
@@ -8,13 +9,13 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from engine_assets import plots
 from engine_assets.asset_keys import GROUP, S1_GROUPING, S1_TIME_GRID, WORLD
 from engine_assets.checks import rule_check_spec
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
 from engine_assets.retries import ENGINE_RETRY_POLICY
 from engine_assets.state_step import StateStep
-from engine_core import plots
 from engine_core.checks.catalogue import RuleSpec, rules_for
 
 
@@ -26,7 +27,7 @@ S1_CHECKS = [rule_check_spec(rule, asset_of_rule(rule)) for rule in rules_for("s
 
 
 @dg.multi_asset(
-    name="s1",
+    name="s1_time_grid_and_grouping",
     group_name=GROUP,
     partitions_def=engine_partitions,
     backfill_policy=ENGINE_BACKFILL_POLICY,
@@ -48,13 +49,12 @@ S1_CHECKS = [rule_check_spec(rule, asset_of_rule(rule)) for rule in rules_for("s
     ],
     check_specs=S1_CHECKS,
 )
-def s1(
+def s1_time_grid_and_grouping(
     context: dg.AssetExecutionContext, storage: EngineStorage, engine: EngineSettings
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     step = StateStep(context, storage, engine)
     step.open_or_fail()
-    step.withdraw_passed_flag()
-    result = step.call("s1", step.engine.run_s1)
+    result = step.call("s1", lambda: step.run.state("s1"))
     yield dg.MaterializeResult(asset_key=S1_TIME_GRID, metadata=step.metadata(result, "time_grid"))
     grouping_path = step.dataset_uri("grouping")
     yield dg.MaterializeResult(

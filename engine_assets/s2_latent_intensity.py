@@ -4,13 +4,13 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from engine_assets import plots
 from engine_assets.asset_keys import GROUP, S1_GROUPING, S1_TIME_GRID, S2_LATENT_INTENSITY
 from engine_assets.checks import rule_check_specs
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
 from engine_assets.retries import ENGINE_RETRY_POLICY
 from engine_assets.state_step import StateStep
-from engine_core import plots
 
 S2_CHECKS = rule_check_specs("s2", S2_LATENT_INTENSITY)
 
@@ -32,8 +32,7 @@ def s2_latent_intensity(
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     step = StateStep(context, storage, engine)
     step.open_or_fail()
-    step.withdraw_passed_flag()
-    result = step.call("s2", step.engine.run_s2)
+    result = step.call("s2", lambda: step.run.state("s2"))
     path = step.dataset_uri("latent_intensity")
     yield dg.MaterializeResult(
         metadata=step.metadata(

@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from engine_assets import plots
 from engine_assets.asset_keys import (
     GROUP,
     S1_GROUPING,
@@ -16,7 +17,6 @@ from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
 from engine_assets.retries import ENGINE_RETRY_POLICY
 from engine_assets.state_step import StateStep
-from engine_core import plots
 
 S3_CHECKS = rule_check_specs("s3", S3_BUCKET_COUNTS)
 
@@ -38,8 +38,7 @@ def s3_bucket_counts(
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     step = StateStep(context, storage, engine)
     step.open_or_fail()
-    step.withdraw_passed_flag()
-    result = step.call("s3", step.engine.run_s3)
+    result = step.call("s3", lambda: step.run.state("s3"))
     path = step.dataset_uri("bucket_counts")
 
     def count_dispersion() -> bytes:

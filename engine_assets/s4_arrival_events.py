@@ -6,13 +6,13 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
+from engine_assets import plots
 from engine_assets.asset_keys import GROUP, S3_BUCKET_COUNTS, S4_ARRIVAL_EVENTS
 from engine_assets.checks import rule_check_specs
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
 from engine_assets.retries import ENGINE_RETRY_POLICY
 from engine_assets.state_step import StateStep
-from engine_core import plots
 
 S4_CHECKS = rule_check_specs("s4", S4_ARRIVAL_EVENTS)
 SAMPLE_COLUMNS = [
@@ -42,10 +42,9 @@ def s4_arrival_events(
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     step = StateStep(context, storage, engine)
     step.open_or_fail()
-    step.withdraw_passed_flag()
-    result = step.call("s4", step.engine.run_s4)
+    result = step.call("s4", lambda: step.run.state("s4"))
     path = step.dataset_uri("arrival_events")
-    world = step.engine.world
+    world = step.run.ctx.world
     cached: dict[str, pl.DataFrame] = {}
 
     def events_sample() -> pl.DataFrame:

@@ -22,7 +22,8 @@ from engine_assets.retries import (
     transient_rule_errors,
     transient_rule_failure,
 )
-from engine_assets.state_step import PASSED_FLAG, StateStep
+from engine_assets.state_step import StateStep
+from engine_core.io.store import PASSED_FLAG
 
 REPORT_FILE = "report.json"
 ISSUES_FILE = "issues.parquet"
@@ -49,7 +50,7 @@ def report_metadata(
         "failed_blocking": dg.MetadataValue.int(sum(1 for r in failed if r.get("blocking"))),
         "failed_warnings": dg.MetadataValue.int(sum(1 for r in failed if not r.get("blocking"))),
     }
-    md.update(identity_metadata(step.engine))
+    md.update(identity_metadata(step.run))
     return md
 
 
@@ -68,7 +69,8 @@ def s5_validation_report(
 ) -> dg.MaterializeResult:
     step = StateStep(context, storage, engine)
     step.open_or_fail()
-    result, report, passed = step.call("s5", lambda: step.engine.run_s5(reuse=True))
+    result = step.call("s5", lambda: step.run.state("s5", reuse=True))
+    report, passed = result.report, result.passed
     md = report_metadata(step, report, passed, result.elapsed_s)
     reused = result.metrics.get("reused_verdicts", [])
     md["reused_verdicts"] = dg.MetadataValue.json(reused)

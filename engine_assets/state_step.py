@@ -1,10 +1,10 @@
 """What every state asset does around its core call: one place, so the state modules stay
 a few lines each.
 
-A step parses its partition, opens the core engine with a progress reporter, withdraws the
-partition's ``_passed.flag`` before anything is republished (a flag must never vouch for data
-a later run replaced), runs its state, publishes metadata and evaluates its rules as asset
-checks.
+A step parses its partition, opens the core run with a progress reporter, runs its state
+(which withdraws the partition's ``_passed.flag`` before it republishes anything: a flag must
+never vouch for data a later run replaced), publishes metadata and evaluates its rules as
+asset checks.
 """
 
 from __future__ import annotations
@@ -27,11 +27,9 @@ from engine_assets.retries import (
     transient_rule_failure,
 )
 from engine_core.errors import EngineError
-from engine_core.io import Storage
-from engine_core.pipeline.engine import Engine
+from engine_core.pipeline.run import Run
 from engine_core.pipeline.types import RuleResult, StateResult
 
-PASSED_FLAG = "_passed.flag"
 T = TypeVar("T")
 
 
@@ -43,7 +41,7 @@ def engine_failure(err: EngineError) -> dg.Failure:
 
 
 class StateStep:
-    """One asset step of one partition, bound to a core engine."""
+    """One asset step of one partition, bound to a core run."""
 
     def __init__(
         self,
@@ -57,28 +55,28 @@ class StateStep:
         with classified_failures():  # a malformed key is bad input: fails once
             self.partition: EnginePartition = partition_of(context)
         self.progress = RunProgressReporter(context)
-        self._engine: Engine | None = None
+        self._run: Run | None = None
 
     @property
-    def engine(self) -> Engine:
-        if self._engine is None:
+    def run(self) -> Run:
+        if self._run is None:
             raise RuntimeError("StateStep.open() must be called first")
-        return self._engine
+        return self._run
 
-    def open(self) -> Engine:
-        """Open the core engine (loads and fingerprints the world); raises EngineError."""
-        self._engine = self.settings.open_engine(self.partition, self.storage, self.progress)
-        self._engine.storage.ensure_writable()
+    def open(self) -> Run:
+        """Open the core run (loads and fingerprints the world); raises EngineError."""
+        run = self._run = self.settings.open_run(self.partition, self.storage, self.progress)
+        run.store.storage.ensure_writable()
         self.context.log.info(
             f"partition {self.partition}: world={self.settings.world} seed={self.settings.seed} "
-            f"world_fingerprint={self._engine.world_fingerprint[:12]} "
-            f"parameter_hash={self._engine.parameter_hash[:12]} "
-            f"tzdata={self._engine.tzdata_version} run_root={self._engine.run_root}"
+            f"world_fingerprint={run.ctx.world_fingerprint[:12]} "
+            f"parameter_hash={run.ctx.parameter_hash[:12]} "
+            f"tzdata={run.ctx.tzdata_version} run_root={run.store.run_root}"
         )
-        return self._engine
+        return run
 
-    def open_or_fail(self) -> Engine:
-        """Open the engine; bad input fails the step with the engine's error code."""
+    def open_or_fail(self) -> Run:
+        """Open the run; bad input fails the step with the engine's error code."""
         with classified_failures():
             return self.open()
 
@@ -95,30 +93,20 @@ class StateStep:
             self.context.log.error(f"{state} failed: {type(exc).__name__}: {exc}")
             raise step_failure(exc) from exc
         elapsed = time.perf_counter() - started
-        result = out[0] if isinstance(out, tuple) else out
-        if isinstance(result, StateResult):
-            self.progress.finished(state, result.events or result.rows, result.elapsed_s)
-            self.context.log.info(f"{state} done in {elapsed:.2f}s: {result.summary()}")
+        if isinstance(out, StateResult):
+            self.progress.finished(state, out.events or out.rows, out.elapsed_s)
+            self.context.log.info(f"{state} done in {elapsed:.2f}s: {out.summary()}")
         return out
-
-    def withdraw_passed_flag(self) -> None:
-        """Remove the partition's ``_passed.flag`` before this step republishes anything."""
-        flag = f"{self.dataset_path('validation')}/{PASSED_FLAG}"
-        with classified_failures():
-            storage = Storage.open(self.storage.resolved_root())
-            if storage.exists(flag):
-                storage.fs.delete_file(flag)
-                self.context.log.info(f"withdrew {flag}: the partition is re-validated by s5")
 
     # ------------------------------------------------------------------------- outputs
     def dataset_path(self, dataset: str) -> str:
         """The partition directory as a path of the storage's filesystem."""
-        return str(self.engine.dataset_path(dataset, self.partition.year))
+        return str(self.run.store.dataset_path(dataset, self.partition.year))
 
     def dataset_uri(self, dataset: str) -> str:
         """The same directory as something another reader can open: a local path, or an
         ``s3://bucket/key?…`` URI carrying the root's endpoint options."""
-        return self.engine.storage.uri_for(self.dataset_path(dataset))
+        return self.run.store.uri(self.dataset_path(dataset))
 
     def stats(self, dataset: str) -> DatasetStats:
         return dataset_stats(self.dataset_uri(dataset))
@@ -132,7 +120,7 @@ class StateStep:
     ) -> dict[str, Any]:
         with classified_failures():
             stats = self.stats(dataset)
-            md = state_metadata(self.engine, result, dataset, stats, extra)
+            md = state_metadata(self.run, result, dataset, stats, extra)
         md.update(self.render_plots(plots or {}))
         return md
 
@@ -150,7 +138,7 @@ class StateStep:
         self, state: str, specs: list[dg.AssetCheckSpec]
     ) -> list[dg.AssetCheckResult]:
         """Evaluate every rule of ``state`` over the published data."""
-        results = self.call(f"{state} checks", lambda: self.engine.check(state))
+        results = self.call(f"{state} checks", lambda: self.run.check(state))
         return self.rule_results(results, specs)
 
     def rule_results(

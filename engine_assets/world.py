@@ -34,7 +34,7 @@ def world_metadata(step: StateStep, result: StateResult) -> dict[str, Any]:
     }
     # Table sizes and world statistics the engine reports (merchants, sites, series ...).
     md.update(figure_metadata(result.metrics))
-    md.update(identity_metadata(step.engine))
+    md.update(identity_metadata(step.run))
     return md
 
 
@@ -67,8 +67,7 @@ def world(
     step = StateStep(context, storage, engine)
     try:
         step.open()
-        step.withdraw_passed_flag()
-        result, rules = step.engine.run_world()
+        result = step.run.state("world")
     except EngineError as err:
         if is_transient(err):  # the store failed, not the world: no verdict, a retry
             context.log.warning(f"world not loaded: {err}")
@@ -82,4 +81,4 @@ def world(
         raise step_failure(exc) from exc
     step.progress.finished("world", result.rows, result.elapsed_s)
     yield dg.MaterializeResult(metadata=world_metadata(step, result))
-    yield from step.rule_results(rules, WORLD_CHECKS)
+    yield from step.rule_results(result.rules, WORLD_CHECKS)

@@ -12,35 +12,25 @@ change to them starts a fresh cache.
 
 from __future__ import annotations
 
-import hashlib as _hashlib
 import os as _os
 from pathlib import Path as _Path
 
-_HERE = _Path(__file__).resolve().parent
-# every file that defines a kernel (the validation kernels in checks/ call each other across
-# files too); tests/core/test_numba_cache.py fails when a kernel lives elsewhere
-_KERNEL_SOURCES = ("rng", "kernels", "checks", "tz.py")
+from engine_core.source_digest import source_digest as _source_digest
+
+# every file that defines a kernel or a constant kernels fold in (the validation kernels in
+# checks/ call each other across files too); tests/core/test_numba_cache.py fails when a
+# kernel lives elsewhere
+KERNEL_SOURCES = ("rng", "kernels", "checks", "tz.py", "timebase.py")
 
 
-def _kernel_source_files() -> list[_Path]:
-    files: list[_Path] = []
-    for name in _KERNEL_SOURCES:
-        p = _HERE / name
-        files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
-    return files
-
-
-def _kernel_source_digest() -> str:
-    h = _hashlib.sha256()
-    for f in _kernel_source_files():
-        h.update(str(f.relative_to(_HERE)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+def kernel_source_digest() -> str:
+    """16 hex digits naming the kernel sources' state (the Numba cache directory's name)."""
+    return _source_digest(KERNEL_SOURCES)[:16]
 
 
 def _default_numba_cache_dir() -> str:
     base = _os.environ.get("XDG_CACHE_HOME") or str(_Path.home() / ".cache")
-    return str(_Path(base) / "arrival-engine" / "numba" / _kernel_source_digest())
+    return str(_Path(base) / "arrival-engine" / "numba" / kernel_source_digest())
 
 
 _os.environ.setdefault("NUMBA_CACHE_DIR", _default_numba_cache_dir())

@@ -76,8 +76,8 @@ def _progress(update) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from engine_core.pipeline import Engine, RunConfig
-    from engine_core.pipeline.run import run_all
+    # imported here, not at the top: `world` and `--help` need no Numba
+    from engine_core.pipeline import Run, RunConfig, run_all
 
     if args.threads is not None and args.threads < 1:
         raise EngineError("CLI_USAGE", f"--threads must be >= 1, got {args.threads}")
@@ -86,9 +86,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         end=_parse_ts(args.end), storage_root=args.out, seed=args.seed, threads=args.threads,
         policy_path=args.policy,
     )
-    engine = Engine(cfg, progress=None if args.quiet else _progress)
-    engine.storage.ensure_writable()
-    summary = run_all(engine)
+    run = Run.open(cfg, progress=None if args.quiet else _progress)
+    run.store.storage.ensure_writable()
+    summary = run_all(run)
     if not summary["passed"]:
         print("VALIDATION_FAILED: " + " ".join(summary["failed_rules"]), file=sys.stderr)
     print(json.dumps(summary, sort_keys=True, default=str))

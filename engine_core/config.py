@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,12 +30,14 @@ from pydantic import (
 )
 
 from engine_core.errors import EngineError
+from engine_core.timebase import SECONDS_PER_DAY
 
-DEFAULT_POLICY_PATH: Path = Path(__file__).resolve().parents[1] / "configs" / "policy.yaml"
+# configs/ installs as engine_core.configs: the policy and presets travel with the package
+CONFIG_DIR: Path = Path(str(resources.files("engine_core.configs")))
+DEFAULT_POLICY_PATH: Path = CONFIG_DIR / "policy.yaml"
 
 NAMESPACE_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 MAX_COUNT_LIMIT = 65535  # counts are stored per bucket in 16-bit-safe kernels
-SECONDS_PER_DAY = 86400
 
 # Strict scalars: YAML already types its values, so "3600" (a string) or `true` (a boolean)
 # where a number belongs is a mistake to report, not a value to coerce. Floats accept ints.

@@ -25,11 +25,13 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from zoneinfo import ZoneInfo
 
-import numba as nb
 import numpy as np
 import tzdata
 
 from engine_core.errors import EngineError
+from engine_core.kernels.zone_offsets import offset_at, to_local_kernel
+from engine_core.timebase import SECONDS_PER_DAY as _S_PER_DAY
+from engine_core.timebase import US_PER_S
 
 __all__ = [
     "TzTables",
@@ -44,8 +46,6 @@ __all__ = [
 ]
 
 INT64_MIN = np.iinfo(np.int64).min
-US_PER_S = 1_000_000
-_S_PER_DAY = 86_400
 # Years accepted by build_tz_tables; the window adds two years of margin on each side and the
 # footer evaluation a few more, all far inside int64 microseconds.
 _YEAR_MIN = 1000
@@ -528,72 +528,6 @@ def _checked_name(name: object) -> str:
     return name
 
 
-# --------------------------------------------------------------------------------------------
-# Lookups
-# --------------------------------------------------------------------------------------------
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def _transition_at(zone_start, trans_us, zone, ts_us):
-    """Index of the last transition of ``zone`` at or before UTC µs ``ts_us`` (binary search
-    of the zone's slice; its first entry is INT64_MIN, so there always is one)."""
-    lo = zone_start[zone]
-    hi = zone_start[zone + 1]
-    while hi - lo > 1:
-        mid = (lo + hi) >> 1
-        if trans_us[mid] <= ts_us:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
-@nb.njit(cache=True, nogil=True)
-def offset_at(zone_start, trans_us, offset_s, zone, ts_us):
-    """Total UTC offset (seconds) of ``zone`` at UTC µs ``ts_us``.
-
-    No bounds checks: ``zone`` must be a valid index, and the answer is exact only inside the
-    tables' window (``exact_range_us``).
-    """
-    return np.int64(offset_s[_transition_at(zone_start, trans_us, zone, ts_us)])
-
-
-@nb.njit(cache=True, nogil=True)
-def offset_span(zone_start, trans_us, offset_s, zone, ts_us):
-    """(offset_at(zone, ts_us), the first transition instant after ts_us — the offset holds
-    until then — or INT64 max when there is none in the tables)."""
-    lo = _transition_at(zone_start, trans_us, zone, ts_us)
-    nxt = trans_us[lo + 1] if lo + 1 < zone_start[zone + 1] else np.iinfo(np.int64).max
-    return np.int64(offset_s[lo]), nxt
-
-
-def _to_local_kernel(zone_start, trans_us, offset_s, zone_idx, ts_us, out, lo_us, hi_us):
-    from engine_core.kernels.parallel import parallel_for
-
-    parts = parallel_for(_to_local_range, ts_us.shape[0], zone_start, trans_us, offset_s,
-                         zone_idx, ts_us, out, lo_us, hi_us)
-    return sum(p[0] for p in parts), sum(p[1] for p in parts)
-
-
-@nb.njit(cache=True, nogil=True)
-def _to_local_range(lo, hi, zone_start, trans_us, offset_s, zone_idx, ts_us, out, lo_us,
-                    hi_us):
-    n_zones = zone_start.shape[0] - 1
-    bad_zone = 0
-    bad_ts = 0
-    for i in range(lo, hi):
-        z = zone_idx[i]
-        t = ts_us[i]
-        if z < 0 or z >= n_zones:
-            bad_zone += 1
-            out[i] = 0
-        else:
-            if t < lo_us or t >= hi_us:
-                bad_ts += 1
-            out[i] = t + offset_at(zone_start, trans_us, offset_s, z, t) * 1_000_000
-    return bad_zone, bad_ts
-
-
 def _as_int64(a: np.ndarray, what: str) -> np.ndarray:
     a = np.asarray(a)
     if a.dtype.kind == "M":
@@ -631,7 +565,7 @@ def to_local_us(
         lo_us, hi_us = exact_range_us(tables.year_lo, tables.year_hi)
     else:
         lo_us, hi_us = INT64_MIN, np.iinfo(np.int64).max
-    bad_zone, bad_ts = _to_local_kernel(
+    bad_zone, bad_ts = to_local_kernel(
         tables.zone_start,
         tables.trans_us,
         tables.offset_s,

@@ -39,12 +39,12 @@ def schema_differences(actual: pa.Schema, expected: pa.Schema) -> list[str]:
     return out
 
 
-def schema_rule(engine, code: str, dataset: str, year: int) -> RuleResult:
+def schema_rule(store, code: str, dataset: str, year: int) -> RuleResult:
     """Rule ``code``: every file of ``dataset``/year has ``schemas.DATASETS[dataset]``."""
     expected = schemas.DATASETS[dataset]
     files = (
-        engine.dataset_files(dataset, year)
-        if engine.storage.exists(engine.dataset_path(dataset, year))
+        store.dataset_files(dataset, year)
+        if store.storage.exists(store.dataset_path(dataset, year))
         else []
     )
     off = Offences()
@@ -52,7 +52,7 @@ def schema_rule(engine, code: str, dataset: str, year: int) -> RuleResult:
         off.add(1, [f"{dataset}/year={year}; no Parquet file published"])
     rows = 0
     for f in files:
-        pf = pq.ParquetFile(f, filesystem=engine.storage.fs)
+        pf = pq.ParquetFile(f, filesystem=store.storage.fs)
         rows += pf.metadata.num_rows
         diffs = schema_differences(pf.schema_arrow, expected)
         name = f.rsplit("/", 1)[-1]

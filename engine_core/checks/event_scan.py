@@ -21,6 +21,7 @@ import numpy as np
 from engine_core.checks.world_index import search_sorted, table_get
 from engine_core.kernels.arrivals import MODE_HYBRID, MODE_PHYSICAL, MODE_VIRTUAL
 from engine_core.kernels.parallel import parallel_for
+from engine_core.schemas import EVENT_COLUMNS
 
 # row flags: one bit per failed rule
 F_IN_BUCKET = 1 << 0
@@ -43,23 +44,8 @@ ST_IN_BUCKET = 5  # rows whose offset entered the uniformity histogram
 N_STATS = 6
 
 UNIFORMITY_BINS = 100
-COLUMNS = [
-    "arrival_id",
-    "merchant_id",
-    "legal_country_iso",
-    "zone_tzid",
-    "channel_group",
-    "bucket_start_utc",
-    "arrival_seq",
-    "ts_utc",
-    "tzid",
-    "ts_local",
-    "tzid_settlement",
-    "ts_local_settlement",
-    "site_id",
-    "edge_id",
-    "is_virtual",
-]
+# the scan reads every contract column of arrival_events
+COLUMNS = [c.name for c in EVENT_COLUMNS]
 
 
 @nb.njit(cache=True, nogil=True)

@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 
 from engine_core.checks.world_index import WorldIndex, dictionary_codes, i64
+from engine_core.timebase import US_PER_S as US
 
-US = 1_000_000
 CELLS_PER_CHUNK = 4_000_000
 
 
@@ -28,8 +28,8 @@ class PublishedGroups:
     group_of_series: np.ndarray  # int64 [S]: index into group_ids, -1 if the series is absent
 
 
-def published_groups(engine, year: int, index: WorldIndex) -> PublishedGroups:
-    t = engine.read_dataset(
+def published_groups(ctx, store, year: int, index: WorldIndex) -> PublishedGroups:
+    t = store.read_dataset(
         "grouping",
         year,
         ["merchant_id", "legal_country_iso", "zone_tzid", "channel_group", "group_id"],
@@ -38,7 +38,7 @@ def published_groups(engine, year: int, index: WorldIndex) -> PublishedGroups:
     gids = t.column("group_id").to_pylist()
     distinct = sorted({g for g in gids if g is not None})
     pos = {g: k for k, g in enumerate(distinct)}
-    out = np.full(engine.model.n_series, -1, dtype=np.int64)
+    out = np.full(ctx.arrays.n_series, -1, dtype=np.int64)
     ok = s >= 0
     out[s[ok]] = np.array(
         [pos.get(g, -1) for g, k in zip(gids, ok, strict=True) if k], dtype=np.int64
@@ -66,10 +66,10 @@ def tally_cells(tally, cells):
             tally[c] += 1
 
 
-def read_latent(engine, year: int, group_ids: list[str], with_z: bool = False) -> Latent:
+def read_latent(ctx, store, year: int, group_ids: list[str], with_z: bool = False) -> Latent:
     """Stream the S2 partition into dense [G, B] arrays: memory is the arrays plus two row
     groups, never the table (a year of the reference world is 34 M rows)."""
-    w = engine.window(year)
+    w = ctx.window(year)
     G, B = len(group_ids), w.n_buckets
     bucket_us = w.bucket_seconds * US
     gindex = {g: k for k, g in enumerate(group_ids)}
@@ -80,7 +80,7 @@ def read_latent(engine, year: int, group_ids: list[str], with_z: bool = False) -
     stray = 0
     examples: list[str] = []
     columns = ["group_id", "bucket_start_utc", "factor"] + (["z"] if with_z else [])
-    for t in engine.dataset_batches("latent_intensity", year, columns):
+    for t in store.dataset_batches("latent_intensity", year, columns):
         gcode = dictionary_codes(t.column("group_id"), gindex)
         start = i64(t.column("bucket_start_utc"))
         b = np.floor_divide(start, bucket_us) - w.first_bucket
@@ -118,16 +118,16 @@ def series_chunks(
 
 
 def law_mu(
-    engine, year: int, factor: np.ndarray, group_of_series: np.ndarray
+    ctx, store, year: int, factor: np.ndarray, group_of_series: np.ndarray
 ) -> Iterator[tuple[int, int, np.ndarray]]:
     """(lo, hi, μ[hi-lo, B]) for consecutive series ranges; NaN where the series has no group
     or its group no factor (those cells fail the rules that use them)."""
-    w = engine.window(year)
+    w = ctx.window(year)
     # the calendar multipliers by local date, exactly as S3 built them
-    day_mult, first_day = engine.day_multipliers(w)
-    lam_max = engine.policy.counts.lambda_max
-    for lo, hi in series_chunks(engine.model.n_series, w.n_buckets):
-        lam = engine.lambda_chunk(w, lo, hi, day_mult, first_day)
+    day_mult, first_day = ctx.day_multipliers(w)
+    lam_max = ctx.policy.counts.lambda_max
+    for lo, hi in series_chunks(ctx.arrays.n_series, w.n_buckets):
+        lam = ctx.lambda_chunk(w, lo, hi, day_mult, first_day)
         g = group_of_series[lo:hi]
         f = factor[np.where(g >= 0, g, 0)] if len(factor) else np.full_like(lam, np.nan)
         f[g < 0] = np.nan

@@ -28,11 +28,11 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
+from engine_core.timebase import EPOCH
+from engine_core.timebase import US_PER_S as US
 from engine_core.tz import tzdata_version, zoneinfo_from_tzdata
 
-US = 1_000_000
 SENTINEL = np.iinfo(np.int64).min  # "offset changes inside this bucket: convert per row"
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 PROBE_SECONDS = 12 * 3600  # spacing of the probe points of polars against zoneinfo
 
 

@@ -28,8 +28,9 @@ from typing import Any
 
 from pyarrow.fs import FileSelector, FileType
 
+from engine_core.checks.verdicts import RuleResult
 from engine_core.io.publish import write_json_atomic
-from engine_core.pipeline.types import RuleResult
+from engine_core.source_digest import source_digest
 
 MEMO_VERSION = 1
 MEMO_DIR = "_verdicts"
@@ -46,24 +47,18 @@ STATES = tuple(INPUTS)
 @functools.cache
 def code_digest() -> str:
     """sha256 over the engine's own source files (rules, kernels, law)."""
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode())
-        h.update(b"\0")
-        h.update(path.read_bytes())
-    return h.hexdigest()
+    return source_digest()
 
 
-def signature(engine, state: str, year: int) -> str:
+def signature(ctx, store, state: str, year: int) -> str:
     """The signature of the files ``state``'s rules read in partition ``year``, the engine
     code and the run identity."""
     h = hashlib.sha256()
-    ident = {"memo": MEMO_VERSION, "code": code_digest(), "state": state, **engine.identity()}
+    ident = {"memo": MEMO_VERSION, "code": code_digest(), "state": state, **ctx.identity()}
     h.update(json.dumps(ident, sort_keys=True).encode())
-    fs = engine.storage.fs
+    fs = store.storage.fs
     for dataset in INPUTS[state]:
-        base = engine.dataset_path(dataset, year)
+        base = store.dataset_path(dataset, year)
         infos = fs.get_file_info(FileSelector(base, recursive=True, allow_not_found=True))
         files = sorted(
             (i.path[len(base) :], i.size, i.mtime_ns) for i in infos if i.type == FileType.File
@@ -72,19 +67,19 @@ def signature(engine, state: str, year: int) -> str:
     return h.hexdigest()
 
 
-def _path(engine, state: str, year: int) -> str:
-    return engine.storage.join(
+def _path(ctx, store, state: str, year: int) -> str:
+    return store.storage.join(
         MEMO_DIR,
-        engine.world_fingerprint[:12],
-        engine.parameter_hash[:12],
-        f"seed={int(engine.config.seed)}",
-        f"scenario={engine.config.scenario}",
+        ctx.world_fingerprint[:12],
+        ctx.parameter_hash[:12],
+        f"seed={ctx.seed}",
+        f"scenario={ctx.scenario}",
         f"year={year:04d}",
         f"{state}.json",
     )
 
 
-def record(engine, state: str, year: int, results: list[RuleResult], sig: str) -> None:
+def record(ctx, store, state: str, year: int, results: list[RuleResult], sig: str) -> None:
     """Store ``results`` under ``sig`` (taken *before* the rules read the files, so a publish
     racing the evaluation can only make the memo stale, never wrong). Best effort: a memo that
     cannot be written only means S5 evaluates again."""
@@ -96,28 +91,28 @@ def record(engine, state: str, year: int, results: list[RuleResult], sig: str) -
         "year": year,
         "results": [r.to_dict() for r in results],
     }
-    path = _path(engine, state, year)
+    path = _path(ctx, store, state, year)
     try:
-        if engine.storage.is_local:
+        if store.storage.is_local:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(path, payload)
         else:
-            with engine.storage.fs.open_output_stream(path) as out:
+            with store.storage.fs.open_output_stream(path) as out:
                 out.write(json.dumps(payload).encode())
     except OSError:
         pass
 
 
-def recall(engine, state: str, year: int) -> list[RuleResult] | None:
+def recall(ctx, store, state: str, year: int) -> list[RuleResult] | None:
     """The stored verdicts of ``state`` when the partition still has the signature they were
     recorded under; else None."""
-    path = _path(engine, state, year)
+    path = _path(ctx, store, state, year)
     try:
-        with engine.storage.fs.open_input_stream(path) as fh:
+        with store.storage.fs.open_input_stream(path) as fh:
             payload: dict[str, Any] = json.loads(fh.read().decode("utf-8"))
     except (OSError, ValueError):
         return None
-    if state not in STATES or payload.get("signature") != signature(engine, state, year):
+    if state not in STATES or payload.get("signature") != signature(ctx, store, state, year):
         return None
     try:
         return [

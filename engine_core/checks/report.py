@@ -29,12 +29,11 @@ import pyarrow.parquet as pq
 
 from engine_core import schemas
 from engine_core.checks.catalogue import RULES
-from engine_core.checks.verdicts import not_evaluated, plain
+from engine_core.checks.verdicts import RuleResult, not_evaluated, plain
 from engine_core.io import publish_dir
-from engine_core.pipeline.types import RuleResult
+from engine_core.io.store import PASSED_FLAG
 
 REPORT_VERSION = 1
-FLAG = "_passed.flag"
 
 # the dataset each rule judges (issues.parquet's ``dataset`` column)
 DATASET_OF_STATE = {
@@ -62,11 +61,11 @@ def with_every_rule(results: list[RuleResult]) -> list[RuleResult]:
     ]
 
 
-def _created_from(engine, year: int) -> dict[str, Any]:
+def _created_from(ctx, store, year: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for dataset in ("bucket_counts", "arrival_events"):
         try:
-            out[dataset] = engine.read_totals(dataset, year)
+            out[dataset] = store.read_totals(dataset, year)
         except Exception as exc:  # reported, and the rules over that dataset fail anyway
             out[dataset] = {"error": f"{type(exc).__name__}: {exc}"}
     return out
@@ -91,35 +90,35 @@ def issues_table(results: list[RuleResult]) -> pa.Table:
     return pa.table(rows, schema=schemas.VALIDATION_ISSUES)
 
 
-def build_report(engine, year: int, results: list[RuleResult]) -> dict[str, Any]:
+def build_report(ctx, store, year: int, results: list[RuleResult]) -> dict[str, Any]:
     rules = with_every_rule(results)
     failed = [r.code for r in rules if not r.passed]
     return plain(
         {
             "report_version": REPORT_VERSION,
             "year": int(year),
-            "scenario": engine.config.scenario,
+            "scenario": ctx.scenario,
             "passed": not failed,
             "blocking_passed": all(r.passed for r in rules if r.blocking),
             "verdict": "PASS" if not failed else "FAIL",
             "rules_total": len(rules),
             "rules_failed": failed,
-            "identity": engine.identity(),
-            "created_from": _created_from(engine, year),
+            "identity": ctx.identity(),
+            "created_from": _created_from(ctx, store, year),
             "rules": [r.to_dict() for r in rules],
         }
     )
 
 
 def publish_report(
-    engine, year: int, results: list[RuleResult]
+    ctx, store, year: int, results: list[RuleResult]
 ) -> tuple[dict[str, Any], list[str]]:
     """Write report.json, issues.parquet and (on PASS only) _passed.flag for ``year``."""
-    report = build_report(engine, year, results)
+    report = build_report(ctx, store, year, results)
     text = json.dumps(report, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    final = engine.dataset_path("validation", year)
+    final = store.dataset_path("validation", year)
     names = ["report.json", "issues.parquet"]
-    with publish_dir(engine.storage, engine.layout.staging_root, final) as stage:
+    with publish_dir(store.storage, store.layout.staging_root, final) as stage:
         with open(os.path.join(stage, "report.json"), "w", encoding="utf-8") as fh:
             fh.write(text)
         rules = with_every_rule(results)
@@ -133,7 +132,7 @@ def publish_report(
                 "identity": report["identity"],
                 "report_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
             }
-            with open(os.path.join(stage, FLAG), "w", encoding="utf-8") as fh:
+            with open(os.path.join(stage, PASSED_FLAG), "w", encoding="utf-8") as fh:
                 fh.write(json.dumps(flag, indent=2, sort_keys=True) + "\n")
-            names.append(FLAG)
+            names.append(PASSED_FLAG)
     return report, [f"{final}/{n}" for n in names]

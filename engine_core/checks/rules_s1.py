@@ -6,7 +6,7 @@
   start of k+1).
 - GROUPING_COMPLETE: one row per world series (no series missing, none twice, none foreign),
   and every derived column — group_id, zone_group, hash_bucket, demand_class, virtual_band,
-  σ, L, κ — equal to :func:`engine_core.pipeline.model.build_grouping` recomputed from the
+  σ, L, κ — equal to :func:`engine_core.world.grouping.build_grouping` recomputed from the
   world and the policy.
 - GROUP_SIZE_BOUNDS: series per group within the policy's [group_size_min, group_size_max].
 """
@@ -18,14 +18,13 @@ import numpy as np
 from engine_core.checks.contract import schema_rule
 from engine_core.checks.verdicts import Offences, RuleResult, guarded, state_rules, verdict
 from engine_core.checks.world_index import WorldIndex, i64
-from engine_core.pipeline.model import build_grouping
+from engine_core.timebase import US_PER_S as US
+from engine_core.world.grouping import build_grouping
 
-US = 1_000_000
 
-
-def grid_contiguous(engine, year: int) -> RuleResult:
-    w = engine.window(year)
-    t = engine.read_dataset("time_grid", year)
+def grid_contiguous(ctx, store, year: int) -> RuleResult:
+    w = ctx.window(year)
+    t = store.read_dataset("time_grid", year)
     D = w.bucket_seconds
     idx = i64(t.column("bucket_index"))
     babs = i64(t.column("bucket_abs"))
@@ -80,11 +79,11 @@ def grid_contiguous(engine, year: int) -> RuleResult:
     return verdict("GRID_CONTIGUOUS", off.ok, figures, off.examples)
 
 
-def _grouping_checks(engine, year: int) -> tuple[RuleResult, RuleResult]:
-    index = WorldIndex(engine)
-    m = engine.model
-    law = build_grouping(m, engine.policy, engine.band, int(engine.config.seed))
-    t = engine.read_dataset("grouping", year)
+def _grouping_checks(ctx, store, year: int) -> tuple[RuleResult, RuleResult]:
+    index = WorldIndex(ctx)
+    m = ctx.arrays
+    law = build_grouping(m, ctx.policy, ctx.band, ctx.seed)
+    t = store.read_dataset("grouping", year)
     _, s = index.series_rows(t)
     off = Offences()
     S = m.n_series
@@ -153,7 +152,7 @@ def _grouping_checks(engine, year: int) -> tuple[RuleResult, RuleResult]:
         off.examples,
     )
 
-    v = engine.policy.validation
+    v = ctx.policy.validation
     gids = t.column("group_id").to_pylist()
     names, sizes = np.unique(np.array(gids, dtype=object), return_counts=True)
     out = np.flatnonzero((sizes < v.group_size_min) | (sizes > v.group_size_max))
@@ -177,12 +176,12 @@ def _grouping_checks(engine, year: int) -> tuple[RuleResult, RuleResult]:
     return complete_r, size_r
 
 
-def s1_rules(engine, year: int) -> list[RuleResult]:
+def s1_rules(ctx, store, year: int) -> list[RuleResult]:
     first = [
-        guarded("GRID_SCHEMA", lambda: schema_rule(engine, "GRID_SCHEMA", "time_grid", year)),
-        guarded("GRID_CONTIGUOUS", lambda: grid_contiguous(engine, year)),
+        guarded("GRID_SCHEMA", lambda: schema_rule(store, "GRID_SCHEMA", "time_grid", year)),
+        guarded("GRID_CONTIGUOUS", lambda: grid_contiguous(ctx, store, year)),
         guarded(
-            "GROUPING_SCHEMA", lambda: schema_rule(engine, "GROUPING_SCHEMA", "grouping", year)
+            "GROUPING_SCHEMA", lambda: schema_rule(store, "GROUPING_SCHEMA", "grouping", year)
         ),
     ]
-    return state_rules("s1", first, lambda: _grouping_checks(engine, year))
+    return state_rules("s1", first, lambda: _grouping_checks(ctx, store, year))

@@ -26,8 +26,7 @@ from engine_core.checks.law import published_groups, read_latent
 from engine_core.checks.verdicts import Offences, RuleResult, guarded, state_rules, verdict
 from engine_core.checks.world_index import WorldIndex
 from engine_core.kernels.latent import latent_field
-
-US = 1_000_000
+from engine_core.timebase import US_PER_S as US
 
 
 def _phi(x: float) -> float:
@@ -50,21 +49,21 @@ def evenly_spaced(n_total: int, n_sample: int) -> np.ndarray:
     return np.floor((k + 0.5) * n_total / n_sample).astype(np.int64)
 
 
-def s2_rules(engine, year: int) -> list[RuleResult]:
+def s2_rules(ctx, store, year: int) -> list[RuleResult]:
     first = [
         guarded(
-            "LATENT_SCHEMA", lambda: schema_rule(engine, "LATENT_SCHEMA", "latent_intensity", year)
+            "LATENT_SCHEMA", lambda: schema_rule(store, "LATENT_SCHEMA", "latent_intensity", year)
         )
     ]
-    return state_rules("s2", first, lambda: _latent_checks(engine, year))
+    return state_rules("s2", first, lambda: _latent_checks(ctx, store, year))
 
 
-def _latent_checks(engine, year: int) -> list[RuleResult]:
-    w = engine.window(year)
-    index = WorldIndex(engine)
-    groups = published_groups(engine, year, index)
-    lat = read_latent(engine, year, groups.group_ids, with_z=True)
-    pol = engine.policy
+def _latent_checks(ctx, store, year: int) -> list[RuleResult]:
+    w = ctx.window(year)
+    index = WorldIndex(ctx)
+    groups = published_groups(ctx, store, year, index)
+    lat = read_latent(ctx, store, year, groups.group_ids, with_z=True)
+    pol = ctx.policy
     lo, hi = pol.latent.factor_clip
     G, B = lat.tally.shape
     D = w.bucket_seconds
@@ -111,7 +110,7 @@ def _latent_checks(engine, year: int) -> list[RuleResult]:
     )
 
     # ---------------------------------------------------------------- LATENT_MEAN_FACTOR
-    law = engine.grouping
+    law = ctx.grouping
     law_pos = {g: k for k, g in enumerate(law.group_ids)}
     sig = np.array([law.sigma[law_pos[g]] if g in law_pos else np.nan for g in groups.group_ids])
     n_present = int(np.count_nonzero(present))

@@ -43,8 +43,8 @@ from engine_core.checks.world_index import WorldIndex, boolean, i64
 from engine_core.kernels.arrivals import MODE_PHYSICAL, MODE_VIRTUAL
 from engine_core.kernels.counts import count_draw
 from engine_core.kernels.parallel import parallel_for
+from engine_core.timebase import US_PER_S as US
 
-US = 1_000_000
 REL_TOL = 1e-9  # float sums of the same numbers in another order
 KEY_COLUMNS = (
     "merchant_id",
@@ -126,13 +126,13 @@ def routable_series(index: WorldIndex) -> tuple[np.ndarray, np.ndarray]:
     return n_sites, n_edges
 
 
-def s3_rules(engine, year: int) -> list[RuleResult]:
+def s3_rules(ctx, store, year: int) -> list[RuleResult]:
     first = [
         guarded(
-            "COUNTS_SCHEMA", lambda: schema_rule(engine, "COUNTS_SCHEMA", "bucket_counts", year)
+            "COUNTS_SCHEMA", lambda: schema_rule(store, "COUNTS_SCHEMA", "bucket_counts", year)
         )
     ]
-    return state_rules("s3", first, lambda: _counts_checks(engine, year))
+    return state_rules("s3", first, lambda: _counts_checks(ctx, store, year))
 
 
 class CountRows:
@@ -141,16 +141,16 @@ class CountRows:
     arrays sorted by cell — 25 bytes a row instead of the table (a reference year is 16 M
     rows)."""
 
-    def __init__(self, engine, year: int, index: WorldIndex) -> None:
-        w = engine.window(year)
+    def __init__(self, ctx, store, year: int, index: WorldIndex) -> None:
+        w = ctx.window(year)
         self.index = index
         self.B, self.D = w.n_buckets, w.bucket_seconds
         self.first = w.first_bucket
-        self.max_count = engine.policy.counts.max_count_per_bucket
+        self.max_count = ctx.policy.counts.max_count_per_bucket
         self.grid = i64(
-            engine.read_dataset("time_grid", year, ["bucket_start_utc"]).column("bucket_start_utc")
+            store.read_dataset("time_grid", year, ["bucket_start_utc"]).column("bucket_start_utc")
         )
-        n_max = engine.dataset_rows("bucket_counts", year)
+        n_max = store.dataset_rows("bucket_counts", year)
         cell = np.empty(n_max, dtype=np.int64)
         count = np.empty(n_max, dtype=np.int64)
         mu = np.empty(n_max, dtype=np.float64)
@@ -167,7 +167,7 @@ class CountRows:
         self.outside_dups = Offences()
         self._seen_outside: set[tuple] = set()
         k = 0
-        for t in engine.dataset_batches("bucket_counts", year, list(BUCKET_COUNT_COLUMNS)):
+        for t in store.dataset_batches("bucket_counts", year, list(BUCKET_COUNT_COLUMNS)):
             cells, rows, n_row, mu_row, cap_row = self._batch(t)
             m = len(rows)
             cell[k : k + m] = cells
@@ -252,14 +252,14 @@ class CountRows:
         return self.index.cell_label(s, self.first + b, self.D)
 
 
-def _counts_checks(engine, year: int) -> list[RuleResult]:
-    w = engine.window(year)
-    pol = engine.policy
+def _counts_checks(ctx, store, year: int) -> list[RuleResult]:
+    w = ctx.window(year)
+    pol = ctx.policy
     cnt = pol.counts
-    index = WorldIndex(engine)
-    S, B, D = engine.model.n_series, w.n_buckets, w.bucket_seconds
+    index = WorldIndex(ctx)
+    S, B, D = ctx.arrays.n_series, w.n_buckets, w.bucket_seconds
     label = index.cell_label
-    rows = CountRows(engine, year, index)
+    rows = CountRows(ctx, store, year, index)
     R = rows.rows
     cell_sorted = rows.cell
 
@@ -331,7 +331,7 @@ def _counts_checks(engine, year: int) -> list[RuleResult]:
     )
 
     # ---------------------------------------------------------------- COUNTS_COMPLETENESS
-    totals = engine.read_totals("bucket_counts", year)
+    totals = store.read_totals("bucket_counts", year)
     want = {
         "series": S,
         "buckets": B,
@@ -363,9 +363,9 @@ def _counts_checks(engine, year: int) -> list[RuleResult]:
     )
 
     # ---------------------------------------------------------------- the law over all cells
-    groups = published_groups(engine, year, index)
-    lat = read_latent(engine, year, groups.group_ids)
-    kappa = np.ascontiguousarray(engine.grouping.kappa, dtype=np.float64)
+    groups = published_groups(ctx, store, year, index)
+    lat = read_latent(ctx, store, year, groups.group_ids)
+    kappa = np.ascontiguousarray(ctx.grouping.kappa, dtype=np.float64)
     poisson = cnt.law == "poisson"
     eps = cnt.mu_epsilon
     sums = np.zeros(8)
@@ -376,7 +376,7 @@ def _counts_checks(engine, year: int) -> list[RuleResult]:
     sample_mu = np.full(len(sample_cells), np.nan)
     mu_bad = Offences()
     no_draw = Offences()
-    for lo, hi, mu in law_mu(engine, year, lat.factor, groups.group_of_series):
+    for lo, hi, mu in law_mu(ctx, store, year, lat.factor, groups.group_of_series):
         a, z = np.searchsorted(cell_sorted, [lo * B, hi * B])
         local = cell_sorted[a:z] - lo * B
         n_rows = rows.count[a:z]
@@ -461,7 +461,7 @@ def _counts_checks(engine, year: int) -> list[RuleResult]:
                 " (cells with μ > ε)"
             ],
         )
-    keys = engine.model.series_keys("S3.count.v1", pol.namespace, int(engine.config.seed))
+    keys = ctx.arrays.series_keys("S3.count.v1", pol.namespace, ctx.seed)
     pos = np.searchsorted(cell_sorted, sample_cells)
     pos_c = np.minimum(pos, max(len(cell_sorted) - 1, 0))
     has_row = (

@@ -98,22 +98,22 @@ from engine_core.checks.world_index import (
 )
 from engine_core.io import iter_batches
 from engine_core.kernels.arrivals import generate_events
+from engine_core.timebase import US_PER_S as US
 from engine_core.tz import to_local_us
 
-US = 1_000_000
 ID_CLASS_BUDGET = 1 << 24  # arrival_ids held at once by EVENTS_ID_UNIQUE (x2 while sorting)
 REDERIVE_EVENT_BUDGET = 1 << 20
 INT64_MIN = np.iinfo(np.int64).min
 FAMILIES_S4 = ("S4.time.v1", "S4.site.v1", "S4.edge.v1", "S4.hybrid.v1")
 
 
-def s4_rules(engine, year: int) -> list[RuleResult]:
+def s4_rules(ctx, store, year: int) -> list[RuleResult]:
     first = [
         guarded(
-            "EVENTS_SCHEMA", lambda: schema_rule(engine, "EVENTS_SCHEMA", "arrival_events", year)
+            "EVENTS_SCHEMA", lambda: schema_rule(store, "EVENTS_SCHEMA", "arrival_events", year)
         )
     ]
-    return state_rules("s4", first, lambda: EventChecks(engine, year).run())
+    return state_rules("s4", first, lambda: EventChecks(ctx, store, year).run())
 
 
 class Batch:
@@ -172,13 +172,14 @@ class EventChecks:
     """The S4 rules of one partition: inputs (S3 cells, the re-derivation sample, the local
     clock reference), one pass over the events, then one verdict per rule."""
 
-    def __init__(self, engine, year: int) -> None:
-        self.engine = engine
+    def __init__(self, ctx, store, year: int) -> None:
+        self.ctx = ctx
+        self.store = store
         self.year = year
-        self.w = engine.window(year)
-        self.pol = engine.policy
-        self.index = WorldIndex(engine)
-        self.S = engine.model.n_series
+        self.w = ctx.window(year)
+        self.pol = ctx.policy
+        self.index = WorldIndex(ctx)
+        self.S = ctx.arrays.n_series
         self.B = self.w.n_buckets
         self.D = self.w.bucket_seconds
         self.bucket_us = self.D * US
@@ -203,8 +204,7 @@ class EventChecks:
     def _s3_cells(self) -> None:
         """The S3 rows as (cell, count), streamed (a year of the reference world is 16 M
         rows: 16 bytes a row instead of the table)."""
-        eng = self.engine
-        n_max = eng.dataset_rows("bucket_counts", self.year)
+        n_max = self.store.dataset_rows("bucket_counts", self.year)
         cells = np.empty(n_max, dtype=np.int64)
         counts = np.empty(n_max, dtype=np.int64)
         k = 0
@@ -218,7 +218,7 @@ class EventChecks:
             "bucket_start_utc",
             "count",
         ]
-        for t in eng.dataset_batches("bucket_counts", self.year, columns):
+        for t in self.store.dataset_batches("bucket_counts", self.year, columns):
             _, s = self.index.series_rows(t)
             start = i64(t.column("bucket_start_utc"))
             count = i64(t.column("count"))
@@ -258,15 +258,14 @@ class EventChecks:
 
     # ------------------------------------------------------------------ the pass
     def run(self) -> list[RuleResult]:
-        eng = self.engine
         idx = self.index
         self._s3_cells()
         self._sample()
         self.ref = LocalClockReference(idx.tzids, self.w.first_bucket, self.B, self.D)
-        files = eng.dataset_files("arrival_events", self.year)
+        files = self.store.dataset_files("arrival_events", self.year)
         if not files:
             raise FileNotFoundError(f"arrival_events year={self.year} has no Parquet file")
-        n_rows = eng.dataset_rows("arrival_events", self.year)
+        n_rows = self.store.dataset_rows("arrival_events", self.year)
         # classes of ids by their low bits, each small enough to hold (a power of two)
         self.id_classes = 1 << max(0, math.ceil(math.log2(max(n_rows, 1) / ID_CLASS_BUDGET)))
         self.cell_counts = np.zeros(self.S * self.B, dtype=np.int32)
@@ -318,9 +317,8 @@ class EventChecks:
         self, files, ids, hits, carry_mid, carry_ts_seq, carry_valid, bin_edges, last_seq, last_ts
     ) -> None:
         """The one pass over every row: flags, tallies, the sampled cells' events, the ids."""
-        eng = self.engine
         idx = self.index
-        for rb in iter_batches(files, eng.storage.fs, COLUMNS):
+        for rb in iter_batches(files, self.store.storage.fs, COLUMNS):
             b = Batch(rb, idx)
             n_hits = scan_rows(
                 b.mid,
@@ -541,7 +539,7 @@ class EventChecks:
     # ------------------------------------------------------------------ EVENTS_CONSERVATION
     def _conservation(self) -> RuleResult:
         o = self.off["EVENTS_CONSERVATION"]
-        totals = self.engine.read_totals("arrival_events", self.year)
+        totals = self.store.read_totals("arrival_events", self.year)
         self.weekend_realised = self._weekend_events()  # before the counts are consumed
         residual = self.cell_counts
         subtract_counts(residual, self.s3_cell, self.s3_count)
@@ -601,10 +599,9 @@ class EventChecks:
 
     # ------------------------------------------------------------------ RNG_REDERIVE_S4
     def _rederive(self, hits: list[dict[str, np.ndarray]]) -> RuleResult:
-        eng = self.engine
-        m = eng.model
+        m = self.ctx.arrays
         o = self.off["RNG_REDERIVE_S4"]
-        totals = eng.read_totals("arrival_events", self.year)
+        totals = self.store.read_totals("arrival_events", self.year)
         law_blocks = {
             "S4.time.v1": int(self.stats[ST_ROWS]),
             "S4.hybrid.v1": int(self.stats[ST_HYBRID]),
@@ -629,9 +626,9 @@ class EventChecks:
         row_offset = np.zeros(len(cells) + 1, dtype=np.int64)
         np.cumsum(counts, out=row_offset[1:])
         n = int(row_offset[-1])
-        ns, seed = self.pol.namespace, int(eng.config.seed)
+        ns, seed = self.pol.namespace, self.ctx.seed
         keys = {f: m.series_keys(f, ns, seed) for f in FAMILIES_S4}
-        tz = eng.tz
+        tz = self.ctx.tz
         ts = np.empty(n, dtype=np.int64)
         aid = np.empty(n, dtype=np.uint64)
         target = np.empty(n, dtype=np.int64)
@@ -794,7 +791,7 @@ class EventChecks:
 
     def _weekend_mask(self) -> np.ndarray:
         """[zone, bucket]: the bucket starts on a Saturday or Sunday in the zone (law tz)."""
-        tz = self.engine.tz
+        tz = self.ctx.tz
         Z = len(self.index.tzids)
         starts = (self.w.first_bucket + np.arange(self.B, dtype=np.int64)) * self.bucket_us
         zone = np.repeat(np.arange(Z, dtype=np.int64), self.B)
@@ -814,13 +811,13 @@ class EventChecks:
         return wk, int(counts.sum())
 
     def _weekend_share(self) -> RuleResult:
-        eng = self.engine
-        groups = published_groups(eng, self.year, self.index)
-        lat = read_latent(eng, self.year, groups.group_ids)
+        groups = published_groups(self.ctx, self.store, self.year, self.index)
+        lat = read_latent(self.ctx, self.store, self.year, groups.group_ids)
         zone = self.index.series_zone
         mu_wk = 0.0
         mu_all = 0.0
-        for lo, hi, mu in law_mu(eng, self.year, lat.factor, groups.group_of_series):
+        for lo, hi, mu in law_mu(self.ctx, self.store, self.year, lat.factor,
+                                 groups.group_of_series):
             mu_all += float(np.nansum(mu))
             mu_wk += float(np.nansum(mu * self.weekend[zone[lo:hi]]))
         wk, total = self.weekend_realised

@@ -14,45 +14,47 @@ from __future__ import annotations
 import numpy as np
 
 from engine_core.checks.verdicts import Offences, RuleResult, complete, guarded, verdict
+from engine_core.context import RunContext
+from engine_core.io.store import DatasetStore
 from engine_core.rng.streams import FAMILIES, group_stream, stream_keys
+from engine_core.tz import covers, tzdata_version
+from engine_core.world.fingerprint import world_fingerprint
+from engine_core.world.validate import canonical_world_tables
 
 
-def world_valid(engine) -> RuleResult:
-    from engine_core.world.fingerprint import world_fingerprint
-    from engine_core.world.validate import canonical_world_tables
-
-    tables = engine.world.tables
+def world_valid(ctx: RunContext, store: DatasetStore) -> RuleResult:
+    tables = ctx.world.tables
     figures = {name: t.num_rows for name, t in tables.items()}
     canonical_world_tables(tables)  # raises EngineError on the first broken input rule
     fp = world_fingerprint(tables)
-    m = engine.model  # raises WORLD_SERIES_NO_SITE / WORLD_NO_EDGES
+    m = ctx.arrays  # raises WORLD_SERIES_NO_SITE / WORLD_NO_EDGES
     figures.update(
         {
             "series_routable": m.n_series,
             "tzids": len(m.tzids),
             "fingerprint": fp,
-            "source": engine.world.source,
+            "source": ctx.world.source,
         }
     )
     examples = []
-    if fp != engine.world_fingerprint:
+    if fp != ctx.world_fingerprint:
         examples.append(
-            f"world; fingerprint {fp[:12]} differs from the run's {engine.world_fingerprint[:12]}"
+            f"world; fingerprint {fp[:12]} differs from the run's {ctx.world_fingerprint[:12]}"
         )
     return verdict("WORLD_VALID", not examples, figures, examples)
 
 
-def rng_keys_unique(engine) -> RuleResult:
-    ns = engine.policy.namespace
-    seed = int(engine.config.seed)
-    g = engine.grouping
+def rng_keys_unique(ctx: RunContext, store: DatasetStore) -> RuleResult:
+    ns = ctx.policy.namespace
+    seed = ctx.seed
+    g = ctx.grouping
     off = Offences()
     figures: dict[str, dict[str, int]] = {}
     for family in FAMILIES:
         if family == "S2.latent.v1":
             names = [group_stream(gid.split("|", 1)[1]) for gid in g.group_ids]
         else:
-            m = engine.model
+            m = ctx.arrays
             names = [m.series_key(i) for i in range(m.n_series)]
         keys = stream_keys(family, ns, seed, names)
         uniq, first, counts = np.unique(keys, return_index=True, return_counts=True)
@@ -75,12 +77,11 @@ def rng_keys_unique(engine) -> RuleResult:
     )
 
 
-def tz_coverage(engine) -> RuleResult:
-    from engine_core.tz import covers, tzdata_version
+def tz_coverage(ctx: RunContext, store: DatasetStore) -> RuleResult:
 
-    tz = engine.tz
-    lo, hi = min(engine.years) - 1, max(engine.years) + 1
-    used = list(engine.model.tzids)
+    tz = ctx.tz
+    lo, hi = min(ctx.years) - 1, max(ctx.years) + 1
+    used = list(ctx.arrays.tzids)
     off = Offences()
     if not covers(tz, lo, hi):
         off.add(
@@ -107,11 +108,11 @@ def tz_coverage(engine) -> RuleResult:
     return verdict("TZ_COVERAGE", off.ok, figures, off.examples)
 
 
-def world_rules(engine) -> list[RuleResult]:
+def world_rules(ctx: RunContext, store: DatasetStore) -> list[RuleResult]:
     """The world rules of this run, in catalogue order (each fails rather than raises)."""
     results = [
-        guarded("WORLD_VALID", lambda: world_valid(engine)),
-        guarded("RNG_KEYS_UNIQUE", lambda: rng_keys_unique(engine)),
-        guarded("TZ_COVERAGE", lambda: tz_coverage(engine)),
+        guarded("WORLD_VALID", lambda: world_valid(ctx, store)),
+        guarded("RNG_KEYS_UNIQUE", lambda: rng_keys_unique(ctx, store)),
+        guarded("TZ_COVERAGE", lambda: tz_coverage(ctx, store)),
     ]
     return complete("world", results)

@@ -9,13 +9,38 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from engine_core.checks.catalogue import RULES_BY_CODE, rules_for
 from engine_core.errors import EngineError
-from engine_core.pipeline.types import RuleResult
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """One validation rule's verdict for one partition (stable code in docs/errors.md)."""
+
+    code: str
+    state: str  # the state whose output it judges: world, s1..s4
+    passed: bool
+    blocking: bool
+    description: str
+    figures: dict[str, Any] = field(default_factory=dict)
+    examples: tuple[str, ...] = ()  # a few offending keys when failed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "state": self.state,
+            "passed": self.passed,
+            "blocking": self.blocking,
+            "description": self.description,
+            "figures": self.figures,
+            "examples": list(self.examples),
+        }
+
 
 MAX_EXAMPLES = 5
 

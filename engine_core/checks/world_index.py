@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine_core.kernels.arrivals import MODE_HYBRID, MODE_PHYSICAL, MODE_VIRTUAL
-from engine_core.pipeline.model import MODE_CODES
+from engine_core.timebase import EPOCH, US_PER_S
+from engine_core.world.arrays import MODE_CODES
 
 NULL_CODE = -1  # a null string
 UNKNOWN_CODE = -2  # a string that is not in the world's dictionary
@@ -202,9 +203,9 @@ def boolean(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
 class WorldIndex:
     """Lookup arrays over the run's world (built once per check call)."""
 
-    def __init__(self, engine) -> None:
-        m = engine.model
-        tables = engine.world.tables
+    def __init__(self, ctx) -> None:
+        m = ctx.arrays
+        tables = ctx.world.tables
         self.model = m
         self.tzids = list(m.tzids)
         self.countries = list(m.countries)
@@ -328,7 +329,7 @@ class WorldIndex:
 
     @staticmethod
     def utc_label(us: int) -> str:
-        t = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=int(us))
+        t = EPOCH + dt.timedelta(microseconds=int(us))
         return (
             t.strftime("%Y-%m-%dT%H:%M:%S")
             + (f".{t.microsecond:06d}" if t.microsecond else "")
@@ -336,7 +337,7 @@ class WorldIndex:
         )
 
     def cell_label(self, s: int, bucket_abs: int, bucket_seconds: int) -> str:
-        start = self.utc_label(bucket_abs * bucket_seconds * 1_000_000)
+        start = self.utc_label(bucket_abs * bucket_seconds * US_PER_S)
         return f"series={self.series_label(s)} bucket={start}"
 
 

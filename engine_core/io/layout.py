@@ -14,29 +14,9 @@ from dataclasses import dataclass
 
 from engine_core.errors import EngineError
 from engine_core.io.storage import Storage
+from engine_core.schemas import DATASET_NAMES, YEAR_MAX, YEAR_MIN, validate_scenario_id
 
-SCENARIO_RE = re.compile(r"^[a-z0-9_]+$")
 HEX_RE = re.compile(r"^[0-9a-f]{12,64}$")
-DATASET_NAMES = (
-    "time_grid",
-    "grouping",
-    "latent_intensity",
-    "bucket_counts",
-    "arrival_events",
-    "validation",
-)
-YEAR_MIN, YEAR_MAX = 1971, 9998
-
-
-def validate_scenario_id(scenario: str) -> str:
-    if not isinstance(scenario, str) or not SCENARIO_RE.fullmatch(scenario):
-        raise EngineError(
-            "SCENARIO_INVALID",
-            f"scenario id {scenario!r} must match [a-z0-9_]+",
-            column="scenario_id",
-            key=scenario,
-        )
-    return scenario
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,11 @@ import numba as nb
 import numpy as np
 
 from engine_core.kernels.parallel import parallel_for
+from engine_core.kernels.zone_offsets import offset_at, offset_span
 from engine_core.rng.philox import philox_block, to_uniform
 from engine_core.rng.samplers import alias_pick, place_us
-from engine_core.tz import offset_at, offset_span
+from engine_core.timebase import US_PER_S as US
 
-US = 1_000_000
 MODE_PHYSICAL = 0
 MODE_HYBRID = 1
 MODE_VIRTUAL = 2

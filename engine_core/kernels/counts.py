@@ -12,11 +12,11 @@ import numba as nb
 import numpy as np
 
 from engine_core.kernels.parallel import parallel_for
+from engine_core.kernels.zone_offsets import offset_at
 from engine_core.rng.philox import philox_block, to_uniform
 from engine_core.rng.samplers import count_inverse
-from engine_core.tz import offset_at
+from engine_core.timebase import US_PER_S as US
 
-US = 1_000_000
 # 1970-01-01 was a Thursday: with Monday = 0 its weekday index is 3.
 EPOCH_WEEKDAY = 3
 

@@ -11,8 +11,14 @@ whole first run, validation included.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
+
+from engine_core.kernels.arrivals import realise_groups
+from engine_core.kernels.counts import bucket_counts, target_intensity
+from engine_core.kernels.latent import latent_field
+from engine_core.timebase import US_PER_S
 
 KERNELS = ("latent_field", "target_intensity", "bucket_counts", "realise_groups")
 _warm: set[str] = set()
@@ -29,17 +35,16 @@ def readonly(a: np.ndarray) -> np.ndarray:
 
 
 def warm_up(timings: dict[str, float] | None = None,
-            names: tuple[str, ...] = KERNELS) -> float:
+            names: tuple[str, ...] = KERNELS, event_dtypes: Sequence[str] = ()) -> float:
     """Call each kernel of ``names`` once; return the seconds that took (0.0 for kernels
     already warm in this process). With ``timings``, each kernel's first-call seconds are
-    stored there by name."""
+    stored there by name. ``realise_groups`` takes its trailing output arrays in the
+    dtypes ``event_dtypes`` (one per event column, ``schemas.EVENT_COLUMNS``)."""
     todo = [n for n in names if n not in _warm]
+    if "realise_groups" in todo and not event_dtypes:
+        raise ValueError("warming realise_groups needs the event columns' dtypes")
     if not todo:
         return 0.0
-    from engine_core.kernels.arrivals import realise_groups
-    from engine_core.kernels.counts import bucket_counts, target_intensity
-    from engine_core.kernels.latent import latent_field
-
     t0 = time.perf_counter()
     i64 = np.zeros(1, np.int64)
     u64 = np.zeros(1, np.uint64)
@@ -52,9 +57,7 @@ def warm_up(timings: dict[str, float] | None = None,
     lam = np.zeros((1, 1))
     ro = np.array([0, 1], np.int64)
     ones = np.ones(1, np.int64)
-    outs = [np.zeros(1, t) for t in (np.uint64, np.uint64, np.int32, np.int32, np.int32,
-                                      np.int64, np.int64, np.int64, np.int32, np.int64,
-                                      np.int32, np.int64, np.uint64, np.uint64, np.bool_)]
+    outs = [np.zeros(1, np.dtype(t)) for t in event_dtypes]
     calls = {
         "latent_field": lambda: latent_field(u64, f64 * 0.3, f64 * 24.0, 0, 1, 168, 0.2, 5.0,
                                              z2, z2.copy()),
@@ -67,7 +70,7 @@ def warm_up(timings: dict[str, float] | None = None,
         "realise_groups": lambda: realise_groups(
             ro, ro, ro, i64, i64, i64, ones, u64, u64, u64, u64, np.zeros(1, np.int8), i64,
             ones, i64, ones, np.full(1, -1, np.int32), u64, i32, i32, i32, f64, i64, i32, u64,
-            f64, i64, i32, u64, 0.35, 3600 * 1_000_000, zone_start, trans, off, *outs),
+            f64, i64, i32, u64, 0.35, 3600 * US_PER_S, zone_start, trans, off, *outs),
     }
     for name in todo:
         t = time.perf_counter()

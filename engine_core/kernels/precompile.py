@@ -13,11 +13,12 @@ the cache filled (markers present) nothing is launched.
 
 The validation signature list is generated, never written by hand::
 
-    python -m engine_core.kernels.precompile record
+    python -m engine_core.pipeline.signatures record
 
-runs the warm-up and then a tiny-world run with validation in this process and writes the
-signatures compiled after the warm-up. ``tests/core/test_precompile.py`` fails, naming the
-kernel, when a run compiles a validation signature the list lacks.
+runs the warm-up and then a tiny-world run with validation and writes the signatures compiled
+after the warm-up (a run is a pipeline matter, so the recorder lives there).
+``tests/core/test_precompile.py`` fails, naming the kernel, when a run compiles a validation
+signature the list lacks.
 """
 
 from __future__ import annotations
@@ -27,9 +28,13 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from numba.core import types
+from numba.core.registry import CPUDispatcher
+
+from engine_core.kernels.jit import warm_up
 
 SIGNATURES = Path(__file__).with_name("validation_signatures.json")
 # background groups: kernels of the warm-up (the rest, "realise_groups", stays in the run)
@@ -39,7 +44,7 @@ MARKER = "validation-kernels.done"
 _MARKERS = {"kernels": "s2-s3-kernels.done", "validation": MARKER}
 
 _children: dict[str, subprocess.Popen] = {}
-_launched: set[str] = set()  # at most one launch per group and process, even if it failed
+launched: set[str] = set()  # at most one launch per group and process, even if it failed
 
 
 def marker_path(cache_dir: str | Path, group: str) -> Path:
@@ -54,9 +59,9 @@ def start() -> set[str]:
     """Launch the background compile of each group whose marker is not in the cache (and
     that is not running already); return the groups running."""
     for group in GROUPS:
-        if group in _launched or _marker(group).exists():
+        if group in launched or _marker(group).exists():
             continue
-        _launched.add(group)
+        launched.add(group)
         try:
             _children[group] = subprocess.Popen(
                 [sys.executable, "-m", "engine_core.kernels.precompile", group],
@@ -80,8 +85,6 @@ def wait(group: str) -> float:
 
 def type_spec(t) -> object:
     """A JSON-able description of one Numba argument type (the kinds the checks use)."""
-    from numba.core import types
-
     if isinstance(t, types.Array):
         if not t.aligned:
             raise ValueError(f"unaligned array type {t} cannot be listed")
@@ -95,8 +98,6 @@ def type_spec(t) -> object:
 
 
 def _scalar(name: str):
-    from numba.core import types
-
     t = getattr(types, name, None)
     if not isinstance(t, types.Boolean | types.Integer | types.Float):
         raise ValueError(f"{SIGNATURES.name}: unknown scalar type {name!r}")
@@ -105,8 +106,6 @@ def _scalar(name: str):
 
 def from_spec(spec: object):
     """The Numba type a :func:`type_spec` describes."""
-    from numba.core import types
-
     if isinstance(spec, str):
         return _scalar(spec)
     if isinstance(spec, dict) and "array" in spec:
@@ -132,9 +131,7 @@ def compile_all() -> int:
     return len(sigs)
 
 
-def _dispatchers() -> dict[tuple[str, str], object]:
-    from numba.core.registry import CPUDispatcher
-
+def dispatchers() -> dict[tuple[str, str], object]:
     found = {}
     for mod_name, mod in list(sys.modules.items()):
         if not mod_name.startswith("engine_core") or mod is None:
@@ -147,76 +144,22 @@ def _dispatchers() -> dict[tuple[str, str], object]:
 
 def compiled_signatures() -> set[tuple[str, str, str]]:
     """(module, function, signature) of every engine kernel specialised in this process."""
-    return {(m, n, str(sig)) for (m, n), d in _dispatchers().items() for sig in d.signatures}
+    return {(m, n, str(sig)) for (m, n), d in dispatchers().items() for sig in d.signatures}
 
 
-def _compiled_here() -> set[tuple[str, str, str]]:
+def compiled_here() -> set[tuple[str, str, str]]:
     """The subset of :func:`compiled_signatures` this process compiled (cache misses)."""
-    return {(m, n, str(sig)) for (m, n), d in _dispatchers().items()
+    return {(m, n, str(sig)) for (m, n), d in dispatchers().items()
             for sig, k in d.stats.cache_misses.items() if k}
 
 
-def tiny_run_after_warm_up(out_dir: str) -> tuple[list, list]:
-    """Warm up, then run the tiny world (S1–S5) into ``out_dir``; return the signatures the
-    run specialised after the warm-up and, of those, the ones it had to compile."""
-    import datetime as dt
-
-    from engine_core.kernels.jit import warm_up
-    from engine_core.pipeline import Engine, RunConfig
-    from engine_core.pipeline.run import run_all
-
-    warm_up()
-    before = compiled_signatures()
-    compiled_before = _compiled_here()
-    cfg = RunConfig(world="tiny", scenario="baseline",
-                    start=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-                    end=dt.datetime(2026, 1, 8, tzinfo=dt.UTC), storage_root=out_dir, seed=42)
-    run_all(Engine(cfg))
-    return (sorted(compiled_signatures() - before),
-            sorted(_compiled_here() - compiled_before))
-
-
-def record() -> None:
-    """Regenerate the list in a process of its own with an empty Numba cache: a kernel
-    loaded from the cache does not specialise the kernels it calls, so a warm cache would
-    leave those out (and so would a background compile the run waits for, which this
-    process does not launch)."""
-    with tempfile.TemporaryDirectory(prefix="arrival-precompile-") as tmp:
-        env = {**os.environ, "NUMBA_CACHE_DIR": str(Path(tmp) / "numba")}
-        subprocess.run([sys.executable, "-m", "engine_core.kernels.precompile", "_record"],
-                       env=env, check=True)
-
-
-def _record_here() -> int:
-    _launched.update(GROUPS)  # compile everything in this process, nothing in the background
-    with tempfile.TemporaryDirectory(prefix="arrival-precompile-") as tmp:
-        sigs, _ = tiny_run_after_warm_up(tmp)
-    types_of = {(m, n, str(sig)): sig for (m, n), d in _dispatchers().items()
-                for sig in d.signatures}
-    entries = [{"module": m, "function": n, "args": [type_spec(t) for t in types_of[m, n, s]]}
-               for m, n, s in sigs]
-    head = ('{"generated_by": "python -m engine_core.kernels.precompile record",\n'
-            ' "about": "kernel signatures a run compiles for validation after the S1-S4 '
-            'warm-up",\n "signatures": [\n')
-    SIGNATURES.write_text(head + ",\n".join(f"  {json.dumps(e)}" for e in entries) + "\n]}\n")
-    return len(entries)
-
-
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["record"]:
-        record()
-        return 0
-    if argv[:1] == ["_record"]:
-        print(f"{_record_here()} signatures written to {SIGNATURES}")
-        return 0
     if argv[:1] == ["kernels"]:
-        from engine_core.kernels.jit import warm_up
-
         warm_up(names=BACKGROUND_KERNELS)
     elif argv[:1] == ["validation"]:
         compile_all()
     else:
-        print("usage: python -m engine_core.kernels.precompile kernels|validation|record",
+        print("usage: python -m engine_core.kernels.precompile kernels|validation",
               file=sys.stderr)
         return 2
     marker = _marker(argv[0])
@@ -226,7 +169,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    # run in the module the engine imports, so that state such as _launched is shared
+    # run in the module the engine imports, so that state such as launched is shared
     from engine_core.kernels.precompile import main as _main
 
     sys.exit(_main(sys.argv[1:]))

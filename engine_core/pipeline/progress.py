@@ -1,8 +1,11 @@
-"""Throttled progress reporting: processed/total, rate and ETA at a steady cadence."""
+"""Progress at a steady cadence (processed/total, rate, ETA) and the memory a state used."""
 
 from __future__ import annotations
 
+import resource
 import time
+
+import pyarrow as pa
 
 from engine_core.pipeline.types import ProgressCallback, ProgressUpdate
 
@@ -40,3 +43,13 @@ class ProgressReporter:
         """Report completion once (unless the last report already said so)."""
         if self.emitted != self.total:
             self.update(self.total, force=True)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def release_memory() -> None:
+    """Hand memory Arrow's allocator keeps for reuse back to the OS between states, so the
+    next state's peak does not stack on the previous state's freed buffers."""
+    pa.default_memory_pool().release_unused()

@@ -1,28 +1,18 @@
-"""Plain value types shared by the states, the checks, the CLI and the Dagster assets."""
+"""Plain value types of the states: what a state returns and how it reports progress."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine_core.checks.verdicts import RuleResult
+from engine_core.context import RunConfig
+
 STATES: tuple[str, ...] = ("s1", "s2", "s3", "s4", "s5")
 
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that selects a run. Only world, policy, seed, scenario and namespace
-    (inside the policy) influence output bytes; threads and the horizon's split never do."""
-
-    world: str  # preset name (tiny, small, reference) or a directory of world Parquet
-    scenario: str
-    start: dt.datetime  # UTC, bucket-aligned, inclusive
-    end: dt.datetime  # UTC, bucket-aligned, exclusive
-    storage_root: str = "./data"  # local path or URI (s3://bucket/prefix, file://...)
-    seed: int = 42
-    threads: int | None = None  # None = all cores
-    policy_path: str | None = None  # None = configs/policy.yaml
+__all__ = ["STATES", "ProgressCallback", "ProgressUpdate", "RuleResult", "RunConfig",
+           "StateResult"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +49,17 @@ class StateResult:
     events: int | None = None
     jit_compile_s: float = 0.0
     metrics: dict[str, Any] = field(default_factory=dict)
+    # the verdicts a state produced (the world rules; S5's every rule of every partition)
+    rules: list[RuleResult] = field(default_factory=list)
+    # S5: the merged report of the partitions it judged
+    report: dict[str, Any] | None = None
+
+    @property
+    def passed(self) -> bool:
+        """No blocking rule failed (world); every rule passed (S5); True for S1–S4."""
+        if self.report is not None:
+            return bool(self.report["passed"])
+        return all(r.passed for r in self.rules if r.blocking)
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"elapsed_s": round(self.elapsed_s, 3), "rows": self.rows}
@@ -66,27 +67,3 @@ class StateResult:
             out["events"] = self.events
             out["events_per_s"] = round(self.events / self.elapsed_s, 1) if self.elapsed_s else 0
         return out
-
-
-@dataclass(frozen=True)
-class RuleResult:
-    """One validation rule's verdict for one partition (stable code in docs/errors.md)."""
-
-    code: str
-    state: str  # the state whose output it judges: world, s1..s4
-    passed: bool
-    blocking: bool
-    description: str
-    figures: dict[str, Any] = field(default_factory=dict)
-    examples: tuple[str, ...] = ()  # a few offending keys when failed
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "state": self.state,
-            "passed": self.passed,
-            "blocking": self.blocking,
-            "description": self.description,
-            "figures": self.figures,
-            "examples": list(self.examples),
-        }

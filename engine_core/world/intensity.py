@@ -20,15 +20,13 @@ import pyarrow.compute as pc
 
 from engine_core.config import Policy
 from engine_core.schemas import HOURS_PER_WEEK
+from engine_core.timebase import EPOCH, SECONDS_PER_DAY, US_PER_S
 from engine_core.tz import build_tz_tables, to_local_us
 from engine_core.world.calendar import series_day_multipliers
 from engine_core.world.model import World
 
-US_PER_S = 1_000_000
 SECONDS_PER_HOUR = 3600
-SECONDS_PER_DAY = 86400
 EPOCH_HOUR_OF_WEEK = 72  # 1970-01-01 00:00 is Thursday 00:00: hour 72 of a Monday-first week
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def _utc_seconds(t: dt.datetime) -> int:

@@ -24,11 +24,11 @@ from pydantic import (
     model_validator,
 )
 
-from engine_core.config import format_validation_error, read_yaml_mapping
+from engine_core.config import CONFIG_DIR, format_validation_error, read_yaml_mapping
 from engine_core.errors import EngineError
 from engine_core.schemas import DEMAND_CLASSES, SCENARIO_BANDS, VIRTUAL_MODES
 
-WORLD_CONFIG_DIR: Path = Path(__file__).resolve().parents[2] / "configs" / "worlds"
+WORLD_CONFIG_DIR: Path = CONFIG_DIR / "worlds"
 CATALOGUE_FILE = "catalogue.yaml"
 
 PositiveFloat = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]

@@ -11,7 +11,7 @@ import pytest
 
 from engine_assets.definitions import ENGINE_ASSETS
 from engine_assets.sensors import check_failure_alerts
-from engine_core.pipeline.engine import Engine
+from engine_core.pipeline.run import Run
 from engine_core.pipeline.types import RuleResult
 
 from .conftest import PARTITION, TINY, engine_resources
@@ -59,12 +59,15 @@ def test_published_s3_corrupted_before_its_checks(instance, tmp_path, webhook, m
     first = _materialize(instance, root)
     assert first.success and len(_flags(root)) == 1
 
-    real_run_s3 = Engine.run_s3
-    real_check = Engine.check
+    real_state = Run.state
+    real_check = Run.check
 
-    def run_s3_then_corrupt(self):
-        result = real_run_s3(self)
-        part = sorted(Path(self.dataset_path("bucket_counts", PARTITION.year)).glob("*.parquet"))[0]
+    def run_s3_then_corrupt(self, name, *args, **kwargs):
+        result = real_state(self, name, *args, **kwargs)
+        if name != "s3":
+            return result
+        counts = self.store.dataset_path("bucket_counts", PARTITION.year)
+        part = sorted(Path(counts).glob("*.parquet"))[0]
         table = pq.read_table(part)
         pq.write_table(pa.concat_tables([table, table.slice(0, 1)]), part)
         return result
@@ -78,8 +81,8 @@ def test_published_s3_corrupted_before_its_checks(instance, tmp_path, webhook, m
             for r in results
         ]
 
-    monkeypatch.setattr(Engine, "run_s3", run_s3_then_corrupt)
-    monkeypatch.setattr(Engine, "check", check_with_group_size_warning)
+    monkeypatch.setattr(Run, "state", run_s3_then_corrupt)
+    monkeypatch.setattr(Run, "check", check_with_group_size_warning)
     alerts_before = len(_alerts(root))
     cursor = _tick(instance, root, webhook.url)  # the first, clean run: nothing to say
     assert len(_alerts(root)) == alerts_before == 0

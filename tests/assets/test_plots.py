@@ -1,4 +1,4 @@
-"""engine_core.plots: bounded sampling of published datasets and PNG rendering."""
+"""engine_assets.plots: bounded sampling of published datasets and PNG rendering."""
 
 import datetime as dt
 
@@ -7,7 +7,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine_core import plots
+from engine_assets import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -22,7 +22,7 @@ DROPPED = OSError(
 
 
 class FailingOpen:
-    """Replaces EngineSettings.open_engine: raises the queued errors, then a sentinel."""
+    """Replaces EngineSettings.open_run: raises the queued errors, then a sentinel."""
 
     def __init__(self, errors: list[BaseException]) -> None:
         self.errors = list(errors)
@@ -37,7 +37,7 @@ class FailingOpen:
 
 def _run(monkeypatch, tmp_path, errors):
     stub = FailingOpen(errors)
-    monkeypatch.setattr(EngineSettings, "open_engine", stub)
+    monkeypatch.setattr(EngineSettings, "open_run", stub)
     with dg.instance_for_test() as instance:
         result = dg.materialize([world], partition_key=PARTITION.key, instance=instance,
                                 resources=engine_resources(tmp_path), raise_on_error=False)

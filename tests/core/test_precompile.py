@@ -4,7 +4,7 @@ A first run launches ``python -m engine_core.kernels.precompile`` beside its S1â
 the checks then load the validation kernels from the on-disk cache instead of compiling
 them. If a kernel or a call site changes a signature, the list goes stale and the checks
 compile again at first use: this test fails then, naming the signatures, until the list is
-regenerated (``python -m engine_core.kernels.precompile record``)."""
+regenerated (``python -m engine_core.pipeline.signatures record``)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tests.reliability.conftest import REPO
 
 RUN = """
 import json, sys
-from engine_core.kernels.precompile import tiny_run_after_warm_up
+from engine_core.pipeline.signatures import tiny_run_after_warm_up
 sigs, compiled = tiny_run_after_warm_up(sys.argv[1])
 print(json.dumps({"after_warm_up": sigs, "compiled": compiled}))
 """
@@ -69,7 +69,7 @@ def test_after_the_background_compile_a_run_compiles_no_validation_kernel(tmp_pa
     assert report["compiled"] == [], (
         "validation kernels compiled at first use instead of loading from the background "
         f"compile: {report['compiled']}; regenerate the list with "
-        "`python -m engine_core.kernels.precompile record`")
+        "`python -m engine_core.pipeline.signatures record`")
 
 
 FIRST_RUN = """
@@ -81,7 +81,7 @@ try:
                  "--end", "2026-01-03", "--quiet", "--out", sys.argv[1]])
 except SystemExit as exc:
     code = exc.code
-here = precompile._compiled_here()
+here = precompile.compiled_here()
 checks = sorted(k for k in here if k[0].startswith("engine_core.checks"))
 s2_s3 = sorted(k for k in here if k[1] in ("_latent_groups", "_target_rows", "_count_rows"))
 s4 = sorted(k for k in here if k[1] == "realise_groups")

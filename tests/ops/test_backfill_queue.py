@@ -53,7 +53,8 @@ def test_backfill_of_four_partitions_through_the_run_queue(engine_server):
     )
     assert 1 <= _max_overlap(report) <= MAX_CONCURRENT_RUNS
     for r in report.runs:
-        assert set(r.steps) >= {"world", "s1", EVENTS_STEP, "s5_validation_report"}
+        assert set(r.steps) >= {"world", "s1_time_grid_and_grouping", EVENTS_STEP,
+                                  "s5_validation_report"}
         assert r.events > 100_000
 
     summary = report.summary()

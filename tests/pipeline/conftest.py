@@ -6,19 +6,19 @@ import datetime as dt
 
 import pytest
 
-from engine_core.pipeline import Engine, RunConfig
+from engine_core.pipeline import Run, RunConfig
 
 
 def run_states(root: str, start: dt.datetime, end: dt.datetime, *, world: str = "tiny",
                scenario: str = "baseline", seed: int = 42, threads: int | None = None,
-               policy_path: str | None = None) -> Engine:
-    eng = Engine(RunConfig(world=world, scenario=scenario, start=start, end=end,
+               policy_path: str | None = None) -> Run:
+    eng = Run.open(RunConfig(world=world, scenario=scenario, start=start, end=end,
                            storage_root=root, seed=seed, threads=threads,
                            policy_path=policy_path))
-    eng.run_s1()
-    eng.run_s2()
-    eng.run_s3()
-    eng.run_s4()
+    eng.state("s1")
+    eng.state("s2")
+    eng.state("s3")
+    eng.state("s4")
     return eng
 
 

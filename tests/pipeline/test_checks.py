@@ -20,11 +20,12 @@ from engine_core import schemas
 from engine_core.checks import evaluate, rules_s4, world_rules
 from engine_core.checks.catalogue import RULES
 from engine_core.checks.local_clock import SENTINEL, LocalClockReference, zoneinfo_local
-from engine_core.checks.report import FLAG, publish_report
+from engine_core.checks.report import publish_report
 from engine_core.checks.rules_s2 import clipped_lognormal_mean
 from engine_core.checks.verdicts import pearson_z, verdict
 from engine_core.io import batches
-from engine_core.pipeline import Engine, RunConfig
+from engine_core.io.store import PASSED_FLAG as FLAG
+from engine_core.pipeline import Run, RunConfig
 from tests.pipeline.conftest import run_states
 
 UTC = dt.UTC
@@ -42,23 +43,23 @@ def clean_root(tmp_path_factory) -> str:
 
 
 @pytest.fixture
-def eng(clean_root, tmp_path) -> Engine:
+def eng(clean_root, tmp_path) -> Run:
     root = str(tmp_path / "data")
     shutil.copytree(clean_root, root)
-    return Engine(
+    return Run.open(
         RunConfig(world="tiny", scenario="baseline", start=START, end=END, storage_root=root)
     )
 
 
-def all_rules(engine: Engine, year: int = YEAR):
-    out = world_rules(engine)
+def all_rules(engine: Run, year: int = YEAR):
+    out = world_rules(engine.ctx, engine.store)
     for state in ("s1", "s2", "s3", "s4"):
-        out += evaluate(engine, state, year)
+        out += evaluate(engine.ctx, engine.store, state, year)
     return out
 
 
-def validation_dir(engine: Engine, year: int = YEAR) -> str:
-    return engine.dataset_path("validation", year)
+def validation_dir(engine: Run, year: int = YEAR) -> str:
+    return engine.store.dataset_path("validation", year)
 
 
 # ----------------------------------------------------------------------------- clean runs
@@ -68,7 +69,7 @@ def test_tiny_month_passes_every_rule(eng):
     assert [r.code for r in results if not r.passed] == []
     by = {r.code: r for r in results}
     assert by["EVENTS_CONSERVATION"].figures["rows"] == by["EVENTS_SCHEMA"].figures["rows"] > 0
-    assert by["COUNTS_COMPLETENESS"].figures["expected_cells"] == eng.model.n_series * 744
+    assert by["COUNTS_COMPLETENESS"].figures["expected_cells"] == eng.ctx.arrays.n_series * 744
     assert by["RNG_REDERIVE_S4"].figures["sampled_events"] > 0
     assert by["RNG_REDERIVE_S3"].figures["sampled_cells"] > 0
     assert by["RNG_REDERIVE_S2"].figures["sampled"] > 0
@@ -76,37 +77,37 @@ def test_tiny_month_passes_every_rule(eng):
 
 
 def test_run_s5_publishes_report_issues_and_flag(eng):
-    _, merged, passed = eng.run_s5()
+    res = eng.state("s5")
+    merged, passed = res.report, res.passed
     assert passed and merged["passed"]
     d = validation_dir(eng)
     assert sorted(os.listdir(d)) == sorted(["report.json", "issues.parquet", FLAG])
     report = json.loads(open(os.path.join(d, "report.json")).read())
     assert report["verdict"] == "PASS" and report["year"] == YEAR
-    assert report["identity"] == eng.identity()
+    assert report["identity"] == eng.ctx.identity()
     assert report["created_from"]["arrival_events"]["events"] > 0
     assert report["created_from"]["bucket_counts"]["cells_sampled"] > 0
     assert [r["code"] for r in report["rules"]] == [r.code for r in RULES]
     issues = pq.read_table(os.path.join(d, "issues.parquet"))
     assert issues.schema.equals(schemas.VALIDATION_ISSUES) and issues.num_rows == 0
     flag = json.loads(open(os.path.join(d, FLAG)).read())
-    assert flag["passed"] is True and flag["identity"] == eng.identity()
+    assert flag["passed"] is True and flag["identity"] == eng.ctx.identity()
 
 
 def test_report_bytes_are_reproducible(eng):
     results = all_rules(eng)
-    _, paths = publish_report(eng, YEAR, results)
+    _, paths = publish_report(eng.ctx, eng.store, YEAR, results)
     first = {p: open(p, "rb").read() for p in paths}
-    _, paths = publish_report(eng, YEAR, all_rules(eng))
+    _, paths = publish_report(eng.ctx, eng.store, YEAR, all_rules(eng))
     assert {p: open(p, "rb").read() for p in paths} == first
 
 
 def test_a_blocking_failure_withholds_the_flag_and_lists_issues(eng):
-    (f,) = eng.dataset_files("arrival_events", YEAR)
+    (f,) = eng.store.dataset_files("arrival_events", YEAR)
     t = pq.read_table(f)
     pq.write_table(pa.concat_tables([t.slice(0, 10), t.slice(11)]), f)
-    publish_report(eng, YEAR, all_rules(eng))  # an earlier flag ...
-    _, _, passed = eng.run_s5()
-    assert not passed
+    publish_report(eng.ctx, eng.store, YEAR, all_rules(eng))  # an earlier flag ...
+    assert not eng.state("s5").passed
     d = validation_dir(eng)
     assert not os.path.exists(os.path.join(d, FLAG))  # ... does not survive
     report = json.loads(open(os.path.join(d, "report.json")).read())
@@ -126,7 +127,7 @@ def test_a_non_blocking_failure_also_withholds_the_flag(eng):
         else r
         for r in results
     ]
-    report, paths = publish_report(eng, YEAR, results)
+    report, paths = publish_report(eng.ctx, eng.store, YEAR, results)
     assert not report["passed"] and report["blocking_passed"]
     assert not any(p.endswith(FLAG) for p in paths)
     issues = pq.read_table(os.path.join(validation_dir(eng), "issues.parquet")).to_pylist()
@@ -143,14 +144,14 @@ def test_a_non_blocking_failure_also_withholds_the_flag(eng):
 
 def test_a_rule_without_a_verdict_fails(eng):
     results = [r for r in all_rules(eng) if r.code != "EVENTS_SORTED"]
-    report, _ = publish_report(eng, YEAR, results)
+    report, _ = publish_report(eng.ctx, eng.store, YEAR, results)
     assert report["rules_failed"] == ["EVENTS_SORTED"]
     rule = next(r for r in report["rules"] if r["code"] == "EVENTS_SORTED")
     assert rule["blocking"] and not rule["passed"] and rule["figures"]["error"]
 
 
 def test_rules_over_an_unpublished_partition_fail_without_raising(tmp_path):
-    empty = Engine(
+    empty = Run.open(
         RunConfig(
             world="tiny",
             scenario="baseline",
@@ -180,9 +181,10 @@ def test_local_times_converted_row_by_row_are_judged_alike(eng, monkeypatch):
             self.offset[:] = SENTINEL
 
     monkeypatch.setattr(rules_s4, "LocalClockReference", RowByRow)
-    local = next(r for r in evaluate(eng, "s4", YEAR) if r.code == "EVENTS_LOCAL_TIME")
+    local = next(r for r in evaluate(eng.ctx, eng.store, "s4", YEAR)
+                 if r.code == "EVENTS_LOCAL_TIME")
     assert local.passed and local.figures["rows_converted_per_row"] >= local.figures["rows"]
-    (f,) = eng.dataset_files("arrival_events", YEAR)
+    (f,) = eng.store.dataset_files("arrival_events", YEAR)
     t = pq.read_table(f)
     i = t.schema.get_field_index("ts_local")
     loc = t.column(i).combine_chunks().view(pa.int64()).to_numpy().copy()
@@ -190,7 +192,8 @@ def test_local_times_converted_row_by_row_are_judged_alike(eng, monkeypatch):
     pq.write_table(
         t.set_column(i, t.schema.field(i), pa.array(loc, pa.int64()).view(schemas.TS_LOCAL)), f
     )
-    local = next(r for r in evaluate(eng, "s4", YEAR) if r.code == "EVENTS_LOCAL_TIME")
+    local = next(r for r in evaluate(eng.ctx, eng.store, "s4", YEAR)
+                 if r.code == "EVENTS_LOCAL_TIME")
     assert not local.passed and local.figures["offending_rows"] == 1
     assert "reference" in local.examples[0]
 
@@ -199,11 +202,11 @@ def test_many_batches_and_id_classes_change_nothing(eng, monkeypatch):
     monkeypatch.setattr(batches, "MAX_GROUP_ROWS", 5000)
     monkeypatch.setattr(batches, "BATCH_ROWS", 3333)
     monkeypatch.setattr(rules_s4, "ID_CLASS_BUDGET", 20_000)
-    results = evaluate(eng, "s4", YEAR)
+    results = evaluate(eng.ctx, eng.store, "s4", YEAR)
     assert [r.code for r in results if not r.passed] == []
     assert next(r for r in results if r.code == "EVENTS_ID_UNIQUE").figures["id_classes"] > 1
     # a duplicate id and an unsorted pair, both straddling batch boundaries
-    (f,) = eng.dataset_files("arrival_events", YEAR)
+    (f,) = eng.store.dataset_files("arrival_events", YEAR)
     t = pq.read_table(f)
     aid = t.column("arrival_id").to_numpy().copy()
     aid[-1] = aid[0]
@@ -211,7 +214,7 @@ def test_many_batches_and_id_classes_change_nothing(eng, monkeypatch):
     order[[3332, 3333]] = order[[3333, 3332]]
     t = t.set_column(0, "arrival_id", pa.array(aid, pa.uint64())).take(order)
     pq.write_table(t, f)
-    bad = {r.code for r in evaluate(eng, "s4", YEAR) if not r.passed}
+    bad = {r.code for r in evaluate(eng.ctx, eng.store, "s4", YEAR) if not r.passed}
     assert {"EVENTS_ID_UNIQUE", "EVENTS_SORTED"} <= bad
 
 
@@ -280,8 +283,8 @@ def test_rules_over_an_unpublished_state_fail_naming_it(eng, state, dataset):
     upstream dataset with UPSTREAM_MISSING rather than a raw file-system error."""
     for name in ("latent_intensity", "bucket_counts", "arrival_events"):
         if name != "latent_intensity" or state == "s2":
-            shutil.rmtree(os.path.dirname(eng.dataset_path(name, YEAR)))
-    results = evaluate(eng, state, YEAR)
+            shutil.rmtree(os.path.dirname(eng.store.dataset_path(name, YEAR)))
+    results = evaluate(eng.ctx, eng.store, state, YEAR)
     assert results and not any(r.passed for r in results)
     named = [r for r in results if r.examples and "UPSTREAM_MISSING" in r.examples[0]]
     assert named, [r.examples for r in results]

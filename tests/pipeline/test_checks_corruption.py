@@ -21,7 +21,7 @@ import pytest
 
 from engine_core.checks import evaluate, world_rules
 from engine_core.checks.catalogue import RULES
-from engine_core.pipeline import Engine, RunConfig
+from engine_core.pipeline import Run, RunConfig
 from engine_core.tz import build_tz_tables
 from tests.pipeline.conftest import run_states
 
@@ -39,29 +39,37 @@ def clean_root(tmp_path_factory) -> str:
     root = str(tmp_path_factory.mktemp("clean") / "data")
     eng = run_states(root, START, END)
     for state in ("s1", "s2", "s3", "s4"):
-        failed = [r.code for r in evaluate(eng, state, YEAR) if not r.passed]
+        failed = [r.code for r in evaluate(eng.ctx, eng.store, state, YEAR) if not r.passed]
         assert failed == [], f"the clean run fails {failed}"
     return root
 
 
 @pytest.fixture
-def eng(clean_root, tmp_path) -> Engine:
+def eng(clean_root, tmp_path) -> Run:
     """An engine over a private copy of the clean run."""
     root = str(tmp_path / "data")
     shutil.copytree(clean_root, root)
-    return Engine(
+    return Run.open(
         RunConfig(world="tiny", scenario="baseline", start=START, end=END, storage_root=root)
     )
 
 
 # ----------------------------------------------------------------------------- helpers
-def read(eng: Engine, dataset: str) -> pa.Table:
-    (f,) = eng.dataset_files(dataset, YEAR)
+def with_context(eng: Run, world=None, tz=None) -> Run:
+    """The run with another world, or with other tz tables than it would build."""
+    ctx = dataclasses.replace(eng.ctx, world=world or eng.ctx.world)
+    if tz is not None:
+        ctx.__dict__["tz"] = tz  # what the context's cached property would hold
+    return dataclasses.replace(eng, ctx=ctx)
+
+
+def read(eng: Run, dataset: str) -> pa.Table:
+    (f,) = eng.store.dataset_files(dataset, YEAR)
     return pq.read_table(f)
 
 
-def write(eng: Engine, dataset: str, table: pa.Table) -> None:
-    (f,) = eng.dataset_files(dataset, YEAR)
+def write(eng: Run, dataset: str, table: pa.Table) -> None:
+    (f,) = eng.store.dataset_files(dataset, YEAR)
     pq.write_table(table, f, compression="zstd")
 
 
@@ -86,8 +94,8 @@ def ints(table: pa.Table, name: str) -> np.ndarray:
     return pc.fill_null(col, 0).to_numpy(zero_copy_only=False).copy()
 
 
-def edit_totals(eng: Engine, dataset: str, fn) -> None:
-    path = f"{eng.dataset_path(dataset, YEAR)}/_totals.json"
+def edit_totals(eng: Run, dataset: str, fn) -> None:
+    path = f"{eng.store.dataset_path(dataset, YEAR)}/_totals.json"
     with open(path) as fh:
         totals = json.load(fh)
     fn(totals)
@@ -95,13 +103,14 @@ def edit_totals(eng: Engine, dataset: str, fn) -> None:
         json.dump(totals, fh)
 
 
-def failed(eng: Engine, state: str) -> dict[str, object]:
-    results = world_rules(eng) if state == "world" else evaluate(eng, state, YEAR)
+def failed(eng: Run, state: str) -> dict[str, object]:
+    results = (world_rules(eng.ctx, eng.store) if state == "world"
+               else evaluate(eng.ctx, eng.store, state, YEAR))
     assert [r.code for r in results] == [r.code for r in RULES if r.state == state]
     return {r.code: r for r in results if not r.passed}
 
 
-def assert_fails(eng: Engine, state: str, code: str) -> None:
+def assert_fails(eng: Run, state: str, code: str) -> None:
     bad = failed(eng, state)
     assert code in bad, f"{code} passed; failing: {sorted(bad)}"
     r = bad[code]
@@ -115,24 +124,24 @@ def drop_row(table: pa.Table, k: int) -> pa.Table:
 
 # ----------------------------------------------------------------------------- world
 def test_world_valid_fails_on_tables_that_do_not_match_the_fingerprint(eng):
-    sites = eng.world.tables["sites"]
+    sites = eng.ctx.world.tables["sites"]
     w = pc.multiply(sites.column("weight"), 2.0)
     tables = dict(
-        eng.world.tables,
+        eng.ctx.world.tables,
         sites=sites.set_column(sites.schema.get_field_index("weight"), "weight", w),
     )
-    eng.world = dataclasses.replace(eng.world, tables=tables)
+    eng = with_context(eng, world=dataclasses.replace(eng.ctx.world, tables=tables))
     assert_fails(eng, "world", "WORLD_VALID")
 
 
 def test_world_valid_fails_on_a_broken_input_rule(eng):
-    sites = eng.world.tables["sites"]
+    sites = eng.ctx.world.tables["sites"]
     w = ints(sites, "site_id").astype(np.float64) * 0 - 1.0  # negative weights
     tables = dict(
-        eng.world.tables,
+        eng.ctx.world.tables,
         sites=sites.set_column(sites.schema.get_field_index("weight"), "weight", pa.array(w)),
     )
-    eng.world = dataclasses.replace(eng.world, tables=tables)
+    eng = with_context(eng, world=dataclasses.replace(eng.ctx.world, tables=tables))
     assert_fails(eng, "world", "WORLD_VALID")
 
 
@@ -153,12 +162,12 @@ def test_rng_keys_unique_fails_on_a_key_collision(eng, monkeypatch):
 
 def test_tz_coverage_fails_when_tables_end_a_year_early(eng):
     # the previous system's tz table ended a year early: 2.6 % of local times off by an hour
-    eng._tz = build_tz_tables(eng.model.tzids, YEAR, YEAR)
+    eng = with_context(eng, tz=build_tz_tables(eng.ctx.arrays.tzids, YEAR, YEAR))
     assert_fails(eng, "world", "TZ_COVERAGE")
 
 
 def test_tz_coverage_fails_when_a_zone_has_no_rules(eng):
-    eng._tz = build_tz_tables(eng.model.tzids[1:], YEAR - 1, YEAR + 1)
+    eng = with_context(eng, tz=build_tz_tables(eng.ctx.arrays.tzids[1:], YEAR - 1, YEAR + 1))
     assert_fails(eng, "world", "TZ_COVERAGE")
 
 
@@ -205,8 +214,8 @@ def test_grouping_complete_fails_on_a_missing_series(eng):
 
 
 def test_group_size_bounds_fails_outside_the_policy_bounds(eng):
-    v = eng.policy.validation.model_copy(update={"group_size_min": 2})
-    eng.policy = eng.policy.model_copy(update={"validation": v})
+    v = eng.ctx.policy.validation.model_copy(update={"group_size_min": 2})
+    eng.ctx.policy = eng.ctx.policy.model_copy(update={"validation": v})
     assert_fails(eng, "s1", "GROUP_SIZE_BOUNDS")
 
 
@@ -284,8 +293,8 @@ def test_counts_domain_align_fails_on_an_unaligned_bucket(eng):
 
 
 def test_counts_domain_align_fails_on_an_unroutable_series(eng):
-    sites = eng.world.tables["sites"]
-    assert eng.model.n_series  # the engine's model is built from the full world first
+    sites = eng.ctx.world.tables["sites"]
+    assert eng.ctx.arrays.n_series  # the engine's model is built from the full world first
     first = sites.slice(0, 1).to_pylist()[0]
     keep = pc.invert(
         pc.and_(
@@ -293,8 +302,8 @@ def test_counts_domain_align_fails_on_an_unroutable_series(eng):
             pc.equal(sites.column("tzid"), first["tzid"]),
         )
     )
-    tables = dict(eng.world.tables, sites=sites.filter(keep))
-    eng.world = dataclasses.replace(eng.world, tables=tables)
+    tables = dict(eng.ctx.world.tables, sites=sites.filter(keep))
+    eng.ctx.world = dataclasses.replace(eng.ctx.world, tables=tables)
     assert_fails(eng, "s3", "COUNTS_DOMAIN_ALIGN")
 
 
@@ -316,7 +325,7 @@ def test_counts_cap_fails_on_a_wrong_capped_flag(eng):
 def test_counts_cap_fails_above_the_maximum(eng):
     t = read(eng, "bucket_counts")
     n = ints(t, "count")
-    n[0] = eng.policy.counts.max_count_per_bucket + 1
+    n[0] = eng.ctx.policy.counts.max_count_per_bucket + 1
     write(eng, "bucket_counts", put(t, "count", n))
     assert_fails(eng, "s3", "COUNTS_CAP")
 
@@ -419,7 +428,7 @@ def test_events_local_time_fails_on_a_wrong_settlement_clock(eng):
 
 def test_events_routing_membership_fails_on_a_site_of_another_merchant(eng):
     t = read(eng, "arrival_events")
-    sites = eng.world.tables["sites"]
+    sites = eng.ctx.world.tables["sites"]
     virt = t.column("is_virtual").to_numpy(zero_copy_only=False)
     k = int(np.flatnonzero(~virt)[0])
     mid = t.column("merchant_id")[k].as_py()
@@ -501,7 +510,7 @@ def test_events_uniformity_fails_when_every_event_is_at_its_bucket_start(eng):
 
 def test_events_routing_shares_fails_when_every_event_goes_to_one_site(eng):
     t = read(eng, "arrival_events")
-    sites = eng.world.tables["sites"].to_pylist()
+    sites = eng.ctx.world.tables["sites"].to_pylist()
     first: dict[tuple, int] = {}
     for s in sorted(sites, key=lambda s: s["site_id"]):
         first.setdefault((s["merchant_id"], s["legal_country_iso"], s["tzid"]), s["site_id"])

@@ -110,17 +110,17 @@ def test_world_export_and_check_roundtrip(tmp_path):
 def test_republishing_a_state_withdraws_the_pass_flag(tmp_path):
     import datetime as dt
 
-    from engine_core.pipeline import Engine, RunConfig
+    from engine_core.pipeline import Run, RunConfig
     from engine_core.pipeline.run import run_all
 
     cfg = RunConfig(world="tiny", scenario="baseline",
                     start=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
                     end=dt.datetime(2026, 1, 3, tzinfo=dt.UTC), storage_root=str(tmp_path))
-    eng = Engine(cfg)
+    eng = Run.open(cfg)
     assert run_all(eng)["passed"]
-    flag = Path(eng.dataset_path("validation", 2026)) / "_passed.flag"
+    flag = Path(eng.store.dataset_path("validation", 2026)) / "_passed.flag"
     assert flag.exists()
-    Engine(cfg).run_s3()
+    Run.open(cfg).run_s3()
     assert not flag.exists()
 
 

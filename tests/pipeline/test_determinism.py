@@ -41,7 +41,7 @@ def tree_digest(root: str) -> dict[str, str]:
 
 
 def events(eng, year: int = 2026) -> pl.DataFrame:
-    return pl.read_parquet(eng.dataset_files("arrival_events", year))
+    return pl.read_parquet(eng.store.dataset_files("arrival_events", year))
 
 
 def test_two_runs_give_identical_bytes(tmp_path):
@@ -106,9 +106,9 @@ def test_horizon_across_new_year_writes_two_partitions(tmp_path):
     start = dt.datetime(2026, 12, 31, tzinfo=UTC)
     end = dt.datetime(2027, 1, 2, tzinfo=UTC)
     eng = run_states(str(tmp_path / "ny"), start, end)
-    assert eng.years == [2026, 2027]
+    assert eng.ctx.years == [2026, 2027]
     for y in (2026, 2027):
-        grid = pq.read_table(eng.dataset_files("time_grid", y))
+        grid = pq.read_table(eng.store.dataset_files("time_grid", y))
         assert grid.num_rows == 24
     ev26 = events(eng, 2026)
     assert ev26["ts_utc"].max() < dt.datetime(2027, 1, 1, tzinfo=UTC)
@@ -200,8 +200,8 @@ def test_scenarios_share_uniforms(tmp_path):
 
 def test_summary_json_is_serialisable(tmp_path):
     eng = run_states(str(tmp_path / "s"), *JAN)
-    assert json.dumps(eng.identity())
-    assert np.isfinite(eng.read_totals("bucket_counts", 2026)["sum_mu_all"])
+    assert json.dumps(eng.ctx.identity())
+    assert np.isfinite(eng.store.read_totals("bucket_counts", 2026)["sum_mu_all"])
 
 
 @pytest.mark.parametrize("bad", ["../escape", "UPPER", "a/b", ""])

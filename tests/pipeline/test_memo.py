@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine_core.checks import memo
-from engine_core.pipeline import Engine, RunConfig
+from engine_core.pipeline import Run, RunConfig
 from tests.pipeline.conftest import run_states
 
 UTC = dt.UTC
@@ -31,77 +31,79 @@ def checked_root(tmp_path_factory) -> str:
 
 
 @pytest.fixture
-def eng(checked_root, tmp_path) -> Engine:
+def eng(checked_root, tmp_path) -> Run:
     root = str(tmp_path / "data")
     shutil.copytree(checked_root, root)  # copy2: sizes and modification times kept
-    return Engine(
+    return Run.open(
         RunConfig(world="tiny", scenario="baseline", start=START, end=END, storage_root=root)
     )
 
 
-def report_bytes(eng: Engine) -> bytes:
-    with open(os.path.join(eng.dataset_path("validation", YEAR), "report.json"), "rb") as fh:
+def report_bytes(eng: Run) -> bytes:
+    with open(os.path.join(eng.store.dataset_path("validation", YEAR), "report.json"), "rb") as fh:
         return fh.read()
 
 
 def test_s5_reuses_recorded_verdicts_and_writes_the_same_report(eng):
-    res, _, passed = eng.run_s5(reuse=True)
-    assert passed
+    res = eng.state("s5", reuse=True)
+    assert res.passed
     assert res.metrics["reused_verdicts"] == [f"{s}|{YEAR}" for s in STATES]
     reused = report_bytes(eng)
-    res, _, passed = eng.run_s5(reuse=False)
-    assert passed and res.metrics["reused_verdicts"] == []
+    res = eng.state("s5", reuse=False)
+    assert res.passed and res.metrics["reused_verdicts"] == []
     assert report_bytes(eng) == reused
 
 
 def test_recall_matches_fresh_evaluation(eng):
     for state in STATES:
-        recalled = memo.recall(eng, state, YEAR)
+        recalled = memo.recall(eng.ctx, eng.store, state, YEAR)
         assert recalled is not None
         assert recalled == eng.check(state, YEAR, remember=False)
 
 
 def test_a_changed_file_is_judged_again(eng):
     """Corrupt the counts after their checks passed: S5 must not vouch for them."""
-    (f,) = eng.dataset_files("bucket_counts", YEAR)
+    (f,) = eng.store.dataset_files("bucket_counts", YEAR)
     t = pq.read_table(f)
     pq.write_table(t.slice(0, t.num_rows - 1), f)
-    assert memo.recall(eng, "s3", YEAR) is None
-    assert memo.recall(eng, "s4", YEAR) is None  # S4's rules read the counts too
-    assert memo.recall(eng, "s2", YEAR) is not None  # upstream verdicts still hold
-    res, report, passed = eng.run_s5(reuse=True)
-    assert not passed
+    assert memo.recall(eng.ctx, eng.store, "s3", YEAR) is None
+    assert memo.recall(eng.ctx, eng.store, "s4", YEAR) is None  # S4's rules read the counts too
+    assert memo.recall(eng.ctx, eng.store, "s2", YEAR) is not None  # upstream verdicts still hold
+    res = eng.state("s5", reuse=True)
+    report = res.report
+    assert not res.passed
     assert "s3|2026" not in res.metrics["reused_verdicts"]
     failed = {r["code"] for r in report["rules"] if not r["passed"]}
     assert {"COUNTS_COMPLETENESS", "EVENTS_CONSERVATION"} <= failed
-    assert not os.path.exists(os.path.join(eng.dataset_path("validation", YEAR), "_passed.flag"))
+    assert not os.path.exists(eng.store.passed_flag_path(YEAR))
 
 
 def test_same_size_rewrite_is_judged_again(eng):
-    (f,) = eng.dataset_files("latent_intensity", YEAR)
+    (f,) = eng.store.dataset_files("latent_intensity", YEAR)
     st = os.stat(f)
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
-    assert memo.recall(eng, "s2", YEAR) is None
+    assert memo.recall(eng.ctx, eng.store, "s2", YEAR) is None
 
 
 def test_another_seed_or_a_tampered_memo_is_not_reused(eng, tmp_path):
-    path = memo._path(eng, "s4", YEAR)
+    path = memo._path(eng.ctx, eng.store, "s4", YEAR)
     with open(path, "r+", encoding="utf-8") as fh:
         text = fh.read()
         fh.seek(0)
         fh.write(text.replace('"passed": true', '"passed": false', 1))
         fh.truncate()
-    assert memo.recall(eng, "s4", YEAR)[0].passed is False  # signature intact: stored as is
+    # signature intact: stored as is
+    assert memo.recall(eng.ctx, eng.store, "s4", YEAR)[0].passed is False
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("{not json")
-    assert memo.recall(eng, "s4", YEAR) is None
-    other = Engine(
+    assert memo.recall(eng.ctx, eng.store, "s4", YEAR) is None
+    other = Run.open(
         RunConfig(
             world="tiny",
             scenario="baseline",
             start=START,
             end=END,
-            storage_root=eng.storage.uri,
+            storage_root=eng.store.storage.uri,
             seed=7,
         )
     )
@@ -109,9 +111,9 @@ def test_another_seed_or_a_tampered_memo_is_not_reused(eng, tmp_path):
 
 
 def test_unwritable_memo_never_fails_a_check(eng):
-    blocker = eng.storage.join(memo.MEMO_DIR)
+    blocker = eng.store.storage.join(memo.MEMO_DIR)
     shutil.rmtree(blocker)
     with open(blocker, "w") as fh:  # a file where the directory should be
         fh.write("x")
     assert all(r.passed for r in eng.check("s1", YEAR))
-    assert memo.recall(eng, "s1", YEAR) is None
+    assert memo.recall(eng.ctx, eng.store, "s1", YEAR) is None

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from engine_core.pipeline import Engine, RunConfig
+from engine_core.pipeline import Run, RunConfig
 from tests.reliability.conftest import REPO
 
 TRIALS = 5
@@ -33,7 +33,7 @@ CFG = soak.SoakConfig(world="small", start="2026-01-01", end="2026-02-01", seed=
 
 def _run_states(root) -> float:
     """S1–S4 in this process (the CLI's code path without S5); seconds spent in S3 + S4."""
-    eng = Engine(
+    eng = Run.open(
         RunConfig(
             world=CFG.world,
             scenario=CFG.scenario,
@@ -43,9 +43,9 @@ def _run_states(root) -> float:
             seed=CFG.seed,
         )
     )
-    eng.run_s1()
-    eng.run_s2()
-    return eng.run_s3().elapsed_s + eng.run_s4().elapsed_s
+    eng.state("s1")
+    eng.state("s2")
+    return eng.state("s3").elapsed_s + eng.state("s4").elapsed_s
 
 
 @pytest.mark.slow

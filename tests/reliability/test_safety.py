@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from engine_core.config import read_yaml_mapping
 from engine_core.errors import EngineError
 from engine_core.io import RunLayout, Storage
-from engine_core.pipeline import Engine, RunConfig
+from engine_core.pipeline import Run, RunConfig
 from engine_core.world import load_world
 from tests.reliability.conftest import REPO, run_cli
 
@@ -136,7 +136,7 @@ def test_engine_and_cli_refuse_traversal_before_touching_disk(tmp_path, scenario
         world="tiny", scenario=scenario, start=_utc(2026), end=_utc(2026, 2), storage_root=str(root)
     )
     with pytest.raises(EngineError) as info:
-        Engine(cfg)
+        Run.open(cfg)
     assert info.value.code == "SCENARIO_INVALID"
     res = run_cli(
         [

@@ -1,4 +1,4 @@
-"""The world and policy turned into the flat arrays the kernels take (built once per run).
+"""The world as the flat arrays the kernels take (built once per run, never written).
 
 Series are in the world's canonical order (merchant_id, legal_country_iso, tzid,
 channel_group). Site sets — the sites of one (merchant, country, tzid) — and each merchant's
@@ -7,58 +7,24 @@ edges are contiguous ranges with Vose alias tables built in site_id / edge_id or
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
-from engine_core.config import Policy
 from engine_core.errors import EngineError
 from engine_core.kernels.arrivals import MODE_HYBRID, MODE_PHYSICAL, MODE_VIRTUAL
 from engine_core.rng.samplers import alias_build
-from engine_core.rng.streams import group_stream, series_stream, stream_keys
+from engine_core.rng.streams import series_stream, stream_keys
 from engine_core.schemas import HOURS_PER_WEEK
 
 MODE_CODES = {"NON_VIRTUAL": MODE_PHYSICAL, "HYBRID": MODE_HYBRID, "VIRTUAL_ONLY": MODE_VIRTUAL}
 
 
-def sha_mod(text: str, modulus: int) -> int:
-    """First 8 bytes of SHA-256(text), big-endian, modulo ``modulus`` (documented grouping)."""
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") % modulus
-
-
-def group_id_of(band: str, demand_class: str, channel: str, vband: str, zone_group: int,
-                hash_bucket: int) -> str:
-    return f"{band}|{without_band(demand_class, channel, vband, zone_group, hash_bucket)}"
-
-
-def without_band(demand_class: str, channel: str, vband: str, zone_group: int,
-                 hash_bucket: int) -> str:
-    return f"{demand_class}|{channel}|{vband}|z{zone_group:02d}|h{hash_bucket:02d}"
-
-
-def clamp(x: float, bounds: tuple[float, float]) -> float:
-    return float(min(max(x, bounds[0]), bounds[1]))
-
-
 @dataclass
-class Grouping:
-    """Latent groups of one scenario band (S1 output, in memory)."""
+class WorldArrays:
+    """Per-series arrays, shared dictionaries and the routing alias tables."""
 
-    group_ids: list[str]  # sorted
-    series_group: np.ndarray  # int64 [S] index into group_ids
-    zone_group: np.ndarray  # int32 [S]
-    hash_bucket: np.ndarray  # int32 [S]
-    vband: list[str]  # per series
-    sigma: np.ndarray  # float64 [G]
-    length_scale: np.ndarray  # float64 [G]
-    kappa: np.ndarray  # float64 [S]
-    keys: np.ndarray  # uint64 [G] S2.latent.v1
-
-
-@dataclass
-class WorldModel:
     n_series: int
     merchant_id: np.ndarray  # uint64 [S]
     country: list[str]
@@ -114,7 +80,7 @@ def _alias_ranges(weights: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
     return prob, alias
 
 
-def build_world_model(tables: dict[str, pa.Table]) -> WorldModel:
+def build_world_arrays(tables: dict[str, pa.Table]) -> WorldArrays:
     merchants = tables["merchants"].to_pydict()
     series = tables["series"]
     sites = tables["sites"].sort_by(
@@ -194,7 +160,7 @@ def build_world_model(tables: dict[str, pa.Table]) -> WorldModel:
     elens = np.array([v[1] for v in e_range.values()], dtype=np.int64)
     edge_prob, edge_alias = _alias_ranges(edge_w, estarts, elens)
 
-    return WorldModel(
+    return WorldArrays(
         n_series=n,
         merchant_id=s_mid,
         country=s_country,
@@ -224,56 +190,4 @@ def build_world_model(tables: dict[str, pa.Table]) -> WorldModel:
         edge_alias=edge_alias,
         edge_weight=edge_w,
         settle_zone=settle,
-    )
-
-
-def build_grouping(model: WorldModel, policy: Policy, band: str, seed: int) -> Grouping:
-    """Each series → latent group by stratum (band, class, channel, virtual band, zone group =
-    SHA-256(tzid) mod zone_groups) and hash bucket = SHA-256(merchant_id) mod hash_buckets, so
-    a merchant's series of one stratum share one latent field (docs/model.md)."""
-    lat = policy.latent
-    cnt = policy.counts
-    zg = policy.grouping.zone_groups
-    hb = policy.grouping.hash_buckets
-    n = model.n_series
-    zone_group = np.empty(n, dtype=np.int32)
-    hash_bucket = np.empty(n, dtype=np.int32)
-    vband = []
-    gid_of_series = []
-    sig_of_group: dict[str, float] = {}
-    ls_of_group: dict[str, float] = {}
-    kappa = np.empty(n, dtype=np.float64)
-    kb = getattr(cnt.kappa_base, band)
-    for i in range(n):
-        zone_group[i] = sha_mod(model.zone_tzid[i], zg)
-        hash_bucket[i] = sha_mod(str(int(model.merchant_id[i])), hb)
-        vb = "virtual" if model.mode[i] == MODE_VIRTUAL else "physical"
-        vband.append(vb)
-        dc = model.demand_class[i]
-        gid = group_id_of(band, dc, model.channel[i], vb, int(zone_group[i]), int(hash_bucket[i]))
-        gid_of_series.append(gid)
-        if gid not in sig_of_group:
-            sig = (getattr(lat.sigma_base, band) * lat.sigma_class_multiplier.of(dc)
-                   * lat.sigma_channel_multiplier.of(model.channel[i])
-                   * getattr(lat.sigma_virtual_multiplier, vb))
-            sig_of_group[gid] = clamp(sig, lat.sigma_bounds)
-            ls = getattr(lat.length_scale_base, band) * lat.length_scale_class_multiplier.of(dc)
-            ls_of_group[gid] = clamp(ls, lat.length_scale_bounds)
-        kappa[i] = clamp(kb * cnt.kappa_class_multiplier.of(dc), cnt.kappa_bounds)
-    group_ids = sorted(sig_of_group)
-    g_index = {g: k for k, g in enumerate(group_ids)}
-    keys = stream_keys(
-        "S2.latent.v1", policy.namespace, seed,
-        (group_stream(g.split("|", 1)[1]) for g in group_ids),
-    )
-    return Grouping(
-        group_ids=group_ids,
-        series_group=np.array([g_index[g] for g in gid_of_series], dtype=np.int64),
-        zone_group=zone_group,
-        hash_bucket=hash_bucket,
-        vband=vband,
-        sigma=np.array([sig_of_group[g] for g in group_ids], dtype=np.float64),
-        length_scale=np.array([ls_of_group[g] for g in group_ids], dtype=np.float64),
-        kappa=kappa,
-        keys=keys,
     )

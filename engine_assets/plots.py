@@ -3,8 +3,9 @@
 Readers here take a bounded, evenly spread sample of a dataset (whole row groups picked at a
 regular stride over all part files), so a plot costs the same for a tiny world and for
 half a billion events. Renderers use matplotlib's object API with the Agg canvas: no pyplot
-state, no GUI backend, safe inside worker processes and threads. Nothing here imports Dagster;
-`engine_assets` embeds the bytes in asset metadata.
+state, no GUI backend, safe inside worker processes and threads. Only the Dagster surface draws
+plots (the bytes go into asset metadata), so matplotlib is imported here and nowhere in
+`engine_core`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,150 @@
+"""The dataset store: where a run's partitions live, how they are read and published.
+
+One store serves one run identity (world fingerprint, parameter hash, seed) and scenario on a
+storage root (local directory or object store). States publish through it — a partition
+appears whole or not at all (engine_core/io/publish.py) — and rules read through it, a row
+group at a time where a partition may be large. It also owns the partition's PASS flag:
+``validation/.../_passed.flag`` is written only by S5 on PASS and withdrawn by every state
+before it republishes anything, so the flag never vouches for data a later run replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyarrow.fs import FileSelector
+
+from engine_core.errors import EngineError
+from engine_core.io.batches import iter_batches
+from engine_core.io.layout import RunLayout
+from engine_core.io.publish import publish_dir, read_json, write_json_atomic
+from engine_core.io.storage import Storage
+
+PASSED_FLAG = "_passed.flag"
+TOTALS = "_totals.json"
+PARQUET_OPTS: dict[str, Any] = {"compression": "zstd", "use_dictionary": True}
+
+
+@dataclass(frozen=True)
+class DatasetStore:
+    storage: Storage
+    layout: RunLayout
+    scenario: str
+
+    @classmethod
+    def open(cls, root: str, world_fingerprint: str, parameter_hash: str, seed: int,
+             scenario: str) -> DatasetStore:
+        storage = Storage.open(root)
+        return cls(storage, RunLayout(storage, world_fingerprint, parameter_hash, int(seed)),
+                   scenario)
+
+    @property
+    def run_root(self) -> str:
+        return self.layout.run_root
+
+    def uri(self, path: str | None = None) -> str:
+        """A path of the store as another reader opens it (the run root by default)."""
+        return self.storage.uri_for(self.run_root if path is None else path)
+
+    def dataset_path(self, dataset: str, year: int) -> str:
+        return self.layout.partition_dir(dataset, self.scenario, year)
+
+    # ------------------------------------------------------------------ reading
+    def _upstream_missing(self, dataset: str, year: int, what: str) -> EngineError:
+        return EngineError(
+            "UPSTREAM_MISSING",
+            f"{dataset} for scenario={self.scenario} year={year} {what} under "
+            f"{self.run_root}; run the upstream state first",
+            table=dataset, key=f"{self.scenario}|{year}",
+        )
+
+    def is_published(self, dataset: str, year: int) -> bool:
+        return self.storage.exists(self.dataset_path(dataset, year))
+
+    def dataset_files(self, dataset: str, year: int) -> list[str]:
+        """The partition's Parquet files in name order; UPSTREAM_MISSING when unpublished."""
+        if not self.is_published(dataset, year):
+            raise self._upstream_missing(dataset, year, "has not been published")
+        infos = self.storage.fs.get_file_info(FileSelector(self.dataset_path(dataset, year)))
+        return sorted(i.path for i in infos if i.path.endswith(".parquet"))
+
+    def read_dataset(self, dataset: str, year: int, columns: list[str] | None = None
+                     ) -> pa.Table:
+        files = self.dataset_files(dataset, year)
+        tables = [pq.read_table(f, columns=columns, filesystem=self.storage.fs) for f in files]
+        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+    def dataset_batches(self, dataset: str, year: int, columns: list[str]) -> Iterator[pa.Table]:
+        """The rows of a published dataset in file order, a row group at a time (memory
+        holds two row groups, never the partition)."""
+        files = self.dataset_files(dataset, year)
+        if not files:
+            raise self._upstream_missing(dataset, year, "has no Parquet file")
+        yield from iter_batches(files, self.storage.fs, columns)
+
+    def dataset_rows(self, dataset: str, year: int) -> int:
+        """Rows of the published partition, from the Parquet footers (no data read)."""
+        return sum(pq.ParquetFile(f, filesystem=self.storage.fs).metadata.num_rows
+                   for f in self.dataset_files(dataset, year))
+
+    def read_totals(self, dataset: str, year: int) -> dict[str, Any]:
+        path = f"{self.dataset_path(dataset, year)}/{TOTALS}"
+        if not self.storage.exists(path):
+            raise self._upstream_missing(dataset, year, "has not been published")
+        return read_json(self.storage, path)
+
+    def file_bytes(self, paths: list[str]) -> int:
+        return int(sum(self.storage.fs.get_file_info(p).size or 0 for p in paths))
+
+    # ------------------------------------------------------------------ publishing
+    @contextmanager
+    def publishing(self, dataset: str, year: int, discard_in_background: bool = False
+                   ) -> Iterator[str]:
+        """A local staging directory that replaces the partition whole when the block ends
+        without an error (and is dropped when it raises)."""
+        with publish_dir(self.storage, self.layout.staging_root,
+                         self.dataset_path(dataset, year),
+                         discard_in_background=discard_in_background) as stage:
+            yield stage
+
+    def publish_table(self, dataset: str, year: int, table: pa.Table,
+                      totals: dict[str, Any] | None = None) -> list[str]:
+        """Publish a partition of one part file (and its totals)."""
+        with self.publishing(dataset, year) as stage:
+            pq.write_table(table, os.path.join(stage, "part-00000.parquet"), **PARQUET_OPTS)
+            if totals is not None:
+                write_json_atomic(os.path.join(stage, TOTALS), totals)
+        return [f"{self.dataset_path(dataset, year)}/part-00000.parquet"]
+
+    def shard_dir(self, dataset: str, year: int, shard_name: str) -> str:
+        """An empty local directory for one shard's part files, outside every published
+        partition (and outside the staging area, which publishing sweeps): a shard's rows
+        are published only together with the other shards'."""
+        base = (self.storage.join("_shards") if self.storage.is_local
+                else os.path.join(tempfile.gettempdir(), "arrival-shards"))
+        path = os.path.join(base, self.layout.world_fingerprint[:12],
+                            self.layout.parameter_hash[:12], f"seed={self.layout.seed}",
+                            dataset, f"scenario={self.scenario}", f"year={year:04d}", shard_name)
+        shutil.rmtree(path, ignore_errors=True)  # a re-run never keeps a part of the last one
+        os.makedirs(path)
+        return path
+
+    # ------------------------------------------------------------------ the PASS flag
+    def passed_flag_path(self, year: int) -> str:
+        return f"{self.dataset_path('validation', year)}/{PASSED_FLAG}"
+
+    def withdraw_passed_flag(self, year: int) -> bool:
+        """Remove the partition's PASS flag; True when there was one."""
+        flag = self.passed_flag_path(year)
+        if self.storage.exists(flag):
+            self.storage.fs.delete_file(flag)
+            return True
+        return False

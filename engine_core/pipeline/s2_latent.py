@@ -1,0 +1,96 @@
+"""S2: the latent LGCP factor of every (group, bucket) — a partition-free AR(1) (docs/model.md)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyarrow as pa
+
+from engine_core import schemas
+from engine_core.context import RunContext, Shard
+from engine_core.errors import EngineError
+from engine_core.io.store import DatasetStore
+from engine_core.kernels.jit import readonly
+from engine_core.kernels.latent import latent_field
+from engine_core.pipeline.columns import dict_array, ts_array
+from engine_core.pipeline.jit import warm_up_kernels
+from engine_core.pipeline.progress import ProgressReporter, peak_rss_mb
+from engine_core.pipeline.types import ProgressCallback, StateResult
+from engine_core.rng.streams import group_stream, stream_keys
+from engine_core.timebase import US_PER_S
+
+
+def published_groups(store: DatasetStore, year: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Distinct groups (sorted) with σ and L, as published by S1."""
+    t = store.read_dataset("grouping", year, ["group_id", "sigma", "length_scale"])
+    ids = t.column("group_id").to_pylist()
+    sig = t.column("sigma").to_numpy()
+    ls = t.column("length_scale").to_numpy()
+    first: dict[str, int] = {}
+    for i, gid in enumerate(ids):
+        first.setdefault(gid, i)
+    order = sorted(first)
+    idx = np.array([first[gidx] for gidx in order], dtype=np.int64)
+    return order, sig[idx], ls[idx]
+
+
+def read_factors(ctx: RunContext, store: DatasetStore, year: int
+                 ) -> tuple[list[str], np.ndarray]:
+    """Dense [group, bucket] factors of a published S2 partition (checked for shape)."""
+    w = ctx.window(year)
+    t = store.read_dataset("latent_intensity", year, ["group_id", "factor"])
+    gids = t.column("group_id").combine_chunks().dictionary.to_pylist()
+    n_groups = len(gids)
+    if t.num_rows != n_groups * w.n_buckets:
+        raise EngineError(
+            "DOMAIN_ALIGN_FAILED",
+            f"latent_intensity has {t.num_rows} rows, expected {n_groups} groups x "
+            f"{w.n_buckets} buckets",
+            table="latent_intensity", key=f"{ctx.scenario}|{year}",
+        )
+    return gids, readonly(t.column("factor").to_numpy().reshape(n_groups, w.n_buckets))
+
+
+def run(ctx: RunContext, store: DatasetStore, progress: ProgressCallback | None = None,
+        shard: Shard | None = None) -> StateResult:
+    """Publish the factors of every window. Latent groups span merchants, so S2 has no
+    shard of its own: it runs whole (``shard`` must be None)."""
+    if shard is not None:
+        raise ValueError("S2 takes no merchant shard: its latent groups span merchants")
+    jit_s = warm_up_kernels()
+    t0 = time.perf_counter()
+    lat = ctx.policy.latent
+    paths: list[str] = []
+    rows = 0
+    rep = ProgressReporter(progress, "s2", len(ctx.windows), "partitions")
+    for k, w in enumerate(ctx.windows):
+        store.withdraw_passed_flag(w.year)
+        gids, sig, ls = published_groups(store, w.year)
+        keys = stream_keys("S2.latent.v1", ctx.policy.namespace, ctx.seed,
+                           (group_stream(g.split("|", 1)[1]) for g in gids))
+        z = np.empty((len(gids), w.n_buckets), dtype=np.float64)
+        f = np.empty_like(z)
+        latent_field(keys, sig, ls, w.first_bucket, w.n_buckets, lat.block_buckets,
+                     lat.factor_clip[0], lat.factor_clip[1], z, f)
+        b = np.arange(w.first_bucket, w.first_bucket + w.n_buckets, dtype=np.int64)
+        g_idx = np.repeat(np.arange(len(gids), dtype=np.int32), w.n_buckets)
+        tbl = pa.table(
+            {
+                "group_id": dict_array(g_idx, gids),
+                "bucket_start_utc": ts_array(np.tile(b * w.bucket_seconds * US_PER_S, len(gids))),
+                "z": pa.array(z.ravel(), pa.float64()),
+                "factor": pa.array(f.ravel(), pa.float64()),
+            },
+            schema=schemas.LATENT_INTENSITY,
+        )
+        paths += store.publish_table("latent_intensity", w.year, tbl)
+        rows += tbl.num_rows
+        rep.update(k + 1)
+    rep.finish()
+    return StateResult(
+        jit_compile_s=jit_s,
+        state="s2", rows=rows, elapsed_s=time.perf_counter() - t0,
+        output_bytes=store.file_bytes(paths), paths=paths,
+        metrics={"peak_rss_mb": peak_rss_mb()},
+    )

@@ -1,0 +1,94 @@
+"""Digests of a run's published files, to prove that a change leaves the output unchanged.
+
+Two digests per file: ``sha256`` of the bytes, and for Parquet ``content``, a SHA-256 over the
+table's rows (every column, dictionaries decoded) in the Arrow IPC stream format. Bytes are the
+contract within one pyarrow release; the content digest still holds where another pyarrow
+writes other bytes (its ``created_by`` footer), so the test compares bytes only when the
+pyarrow that recorded them is the one installed.
+
+Record (only in a commit that says why the output changed)::
+
+    python -m tests.pipeline.output_digests record
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+DIGESTS = Path(__file__).resolve().parents[1] / "data" / "output_digests.json"
+
+# (name, world, start, end): a tiny-world year and a reference-world week
+RUNS: tuple[tuple[str, str, str, str], ...] = (
+    ("tiny_year", "tiny", "2026-01-01", "2027-01-01"),
+    ("reference_week", "reference", "2026-03-02", "2026-03-09"),
+)
+
+
+def _content_digest(path: Path) -> str:
+    table = pq.read_table(path)
+    plain = pa.table({
+        f.name: (table.column(f.name).cast(f.type.value_type)
+                 if pa.types.is_dictionary(f.type) else table.column(f.name))
+        for f in table.schema
+    }).combine_chunks()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, plain.schema) as writer:
+        writer.write_table(plain)
+    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
+
+
+def digest_run(run_dir: str | os.PathLike) -> dict[str, dict[str, str]]:
+    """Digests of every published file under a run directory (staging and locks left out)."""
+    root = Path(run_dir)
+    out: dict[str, dict[str, str]] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if not path.is_file() or path.name.startswith(".") or "/." in f"/{rel}":
+            continue
+        entry = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        if path.suffix == ".parquet":
+            entry["content"] = _content_digest(path)
+        out[rel] = entry
+    return out
+
+
+def realise(world: str, start: str, end: str, root: str) -> str:
+    """Run S1–S5 for the horizon and return the run directory (its path below ``root`` is
+    ``<world_fp[:12]>/<parameter_hash[:12]>/seed=42``)."""
+    from engine_core.pipeline import RunConfig, realise_arrivals
+
+    utc = dt.UTC
+    summary = realise_arrivals(RunConfig(
+        world=world, scenario="baseline", seed=42, storage_root=root,
+        start=dt.datetime.fromisoformat(start).replace(tzinfo=utc),
+        end=dt.datetime.fromisoformat(end).replace(tzinfo=utc)))
+    assert summary["passed"], summary["failed_rules"]
+    return summary["out"]
+
+
+def record(tmp: str) -> None:
+    runs, identity = {}, {}
+    for name, world, start, end in RUNS:
+        root = os.path.join(tmp, name)
+        run_dir = realise(world, start, end, root)
+        runs[name] = digest_run(run_dir)
+        identity[name] = os.path.relpath(run_dir, root)
+    DIGESTS.write_text(json.dumps({"pyarrow": pa.__version__, "identity": identity,
+                                   "runs": runs}, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    if sys.argv[1:] != ["record"]:
+        raise SystemExit("usage: python -m tests.pipeline.output_digests record")
+    with tempfile.TemporaryDirectory() as tmp:
+        record(tmp)
