@@ -15,6 +15,7 @@ from engine_assets.checks import rule_check_spec
 from engine_assets.conventions import asset_conventions
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
+from engine_assets.retries import ENGINE_RETRY_POLICY
 from engine_assets.state_step import StateStep
 from engine_core.checks.catalogue import RuleSpec, rules_for
 
@@ -31,6 +32,7 @@ S1_CHECKS = [rule_check_spec(rule, asset_of_rule(rule)) for rule in rules_for("s
     group_name=GROUP,
     partitions_def=engine_partitions,
     backfill_policy=ENGINE_BACKFILL_POLICY,
+    retry_policy=ENGINE_RETRY_POLICY,
     specs=[
         dg.AssetSpec(
             S1_TIME_GRID,

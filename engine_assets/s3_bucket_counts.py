@@ -16,6 +16,7 @@ from engine_assets.checks import rule_check_specs
 from engine_assets.conventions import asset_conventions
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
+from engine_assets.retries import ENGINE_RETRY_POLICY
 from engine_assets.state_step import StateStep
 
 S3_CHECKS = rule_check_specs("s3", S3_BUCKET_COUNTS)
@@ -26,6 +27,7 @@ S3_CHECKS = rule_check_specs("s3", S3_BUCKET_COUNTS)
     group_name=GROUP,
     partitions_def=engine_partitions,
     backfill_policy=ENGINE_BACKFILL_POLICY,
+    retry_policy=ENGINE_RETRY_POLICY,
     deps=[S1_TIME_GRID, S1_GROUPING, S2_LATENT_INTENSITY],
     check_specs=S3_CHECKS,
     kinds={"numba", "parquet"},

@@ -12,6 +12,7 @@ from engine_assets.checks import rule_check_specs
 from engine_assets.conventions import asset_conventions
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
+from engine_assets.retries import ENGINE_RETRY_POLICY
 from engine_assets.state_step import StateStep
 
 S4_CHECKS = rule_check_specs("s4", S4_ARRIVAL_EVENTS)
@@ -30,6 +31,7 @@ SAMPLE_COLUMNS = [
     group_name=GROUP,
     partitions_def=engine_partitions,
     backfill_policy=ENGINE_BACKFILL_POLICY,
+    retry_policy=ENGINE_RETRY_POLICY,
     deps=[S3_BUCKET_COUNTS],
     check_specs=S4_CHECKS,
     kinds={"numba", "parquet"},

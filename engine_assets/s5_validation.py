@@ -18,6 +18,11 @@ from engine_assets.conventions import asset_conventions
 from engine_assets.metadata import data_version_of, identity_metadata
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
+from engine_assets.retries import (
+    ENGINE_RETRY_POLICY,
+    transient_rule_errors,
+    transient_rule_failure,
+)
 from engine_assets.state_step import StateStep
 from engine_core.io.iceberg import describe_partition
 from engine_core.io.store import PASSED_FLAG
@@ -56,6 +61,7 @@ def report_metadata(
     group_name=GROUP,
     partitions_def=engine_partitions,
     backfill_policy=ENGINE_BACKFILL_POLICY,
+    retry_policy=ENGINE_RETRY_POLICY,
     deps=[a for a in ALL_ASSETS if a != S5_VALIDATION_REPORT],
     kinds={"json", "parquet"},
     description="The partition's validation verdict: report.json (every rule with its "
@@ -82,6 +88,9 @@ def s5_validation_report(
     )
     if not passed:
         failed = failed_rules(report)
+        unreadable = transient_rule_errors(failed)
+        if unreadable:  # no verdict over data that could not be read: retried
+            raise transient_rule_failure(unreadable)
         blocking = [r.get("code") for r in failed if r.get("blocking")]
         warnings = [r.get("code") for r in failed if not r.get("blocking")]
         raise dg.Failure(

@@ -26,6 +26,12 @@ from engine_assets.metadata import (
 from engine_assets.partitions import EnginePartition, partition_of
 from engine_assets.progress import RunProgressReporter
 from engine_assets.resources import EngineSettings, EngineStorage
+from engine_assets.retries import (
+    classified_failures,
+    step_failure,
+    transient_rule_errors,
+    transient_rule_failure,
+)
 from engine_core.errors import EngineError
 from engine_core.pipeline.run import Run
 from engine_core.pipeline.types import RuleResult, StateResult
@@ -34,9 +40,10 @@ T = TypeVar("T")
 
 
 def engine_failure(err: EngineError) -> dg.Failure:
-    """An EngineError as a step failure whose metadata names code, table, column and key."""
-    meta = {k: v for k, v in err.to_dict().items() if v is not None}
-    return dg.Failure(description=str(err), metadata=meta, allow_retries=False)
+    """An EngineError as a step failure whose metadata names code, table, column and key;
+    the step's retry policy applies only when the error is transient (engine_assets/retries.py).
+    """
+    return step_failure(err)
 
 
 class StateStep:
@@ -51,7 +58,8 @@ class StateStep:
         self.context = context
         self.storage = storage
         self.settings = settings
-        self.partition: EnginePartition = partition_of(context)
+        with classified_failures():  # a malformed key is bad input: fails once
+            self.partition: EnginePartition = partition_of(context)
         self.progress = RunProgressReporter(context)
         self._run: Run | None = None
 
@@ -75,10 +83,8 @@ class StateStep:
 
     def open_or_fail(self) -> Run:
         """Open the run; bad input fails the step with the engine's error code."""
-        try:
+        with classified_failures():
             return self.open()
-        except EngineError as err:
-            raise engine_failure(err) from err
 
     # ------------------------------------------------------------------------- running
     def call(self, state: str, fn: Callable[[], T]) -> T:
@@ -89,6 +95,9 @@ class StateStep:
         except EngineError as err:
             self.context.log.error(f"{state} failed: {err}")
             raise engine_failure(err) from err
+        except Exception as exc:
+            self.context.log.error(f"{state} failed: {type(exc).__name__}: {exc}")
+            raise step_failure(exc) from exc
         elapsed = time.perf_counter() - started
         if isinstance(out, StateResult):
             self.progress.finished(state, out.events or out.rows, out.elapsed_s)
@@ -119,8 +128,9 @@ class StateStep:
         plots: dict[str, Callable[[], bytes]] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        stats = self.stats(dataset)
-        md = state_metadata(self.run, result, dataset, stats, extra)
+        with classified_failures():
+            stats = self.stats(dataset)
+            md = state_metadata(self.run, result, dataset, stats, extra)
         md.update(self.render_plots(plots or {}))
         return md
 
@@ -144,7 +154,14 @@ class StateStep:
     def rule_results(
         self, results: list[RuleResult], specs: list[dg.AssetCheckSpec]
     ) -> list[dg.AssetCheckResult]:
-        """The engine's rule verdicts as the asset check results of ``specs``."""
+        """The engine's rule verdicts as the asset check results of ``specs``.
+
+        A rule that could not read the data because of a transient storage error has no
+        verdict: the step fails retryably instead of reporting a failed check."""
+        unreadable = transient_rule_errors(results)
+        if unreadable:
+            self.context.log.warning(f"rules could not read the data: {unreadable}")
+            raise transient_rule_failure(unreadable)
         failed = [r.code for r in results if not r.passed]
         if failed:
             self.context.log.warning(f"failed rules: {failed}")

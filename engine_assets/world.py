@@ -17,8 +17,10 @@ from engine_assets.conventions import asset_conventions
 from engine_assets.metadata import ROW_COUNT, identity_metadata
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
+from engine_assets.retries import ENGINE_RETRY_POLICY, step_failure
 from engine_assets.state_step import StateStep, engine_failure
 from engine_core.errors import EngineError
+from engine_core.io.transient import is_transient
 from engine_core.pipeline.types import StateResult
 
 WORLD_CHECKS = rule_check_specs("world", WORLD)
@@ -54,6 +56,7 @@ def rejected_world_result(err: EngineError) -> dg.AssetCheckResult:
     group_name=GROUP,
     partitions_def=engine_partitions,
     backfill_policy=ENGINE_BACKFILL_POLICY,
+    retry_policy=ENGINE_RETRY_POLICY,
     check_specs=WORLD_CHECKS,
     kinds={"python"},
     description="The upstream world (merchants, sites, virtual edges, series with weekly "
@@ -70,9 +73,16 @@ def world(
         step.open()
         result = step.run.state("world")
     except EngineError as err:
+        if is_transient(err):  # the store failed, not the world: no verdict, a retry
+            context.log.warning(f"world not loaded: {err}")
+            raise engine_failure(err) from err
         context.log.error(f"world rejected: {err}")
         yield rejected_world_result(err)
         raise engine_failure(err) from err
+    except dg.Failure:
+        raise
+    except Exception as exc:  # retried only when transient (engine_assets/retries.py)
+        raise step_failure(exc) from exc
     step.progress.finished("world", result.rows, result.elapsed_s)
     yield dg.MaterializeResult(
         metadata=world_metadata(step, result),
