@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,27 @@ from engine_core.world import World, load_world
 from engine_core.world.intensity import Horizon, series_kappa
 
 Progress = Callable[[str], None]
+RUN_DIR_RE = re.compile(r"([0-9a-f]{12})/([0-9a-f]{12})/seed=\d+")
+
+# Every check of the report: code and what it judges (docs/calibration.md).
+CHECKS: tuple[tuple[str, str], ...] = (
+    ("FIDELITY_PROFILE_JSD", "each class's local hour-of-week profile vs its configured one"),
+    ("FIDELITY_WEEKDAY_EVENING_PEAK", "in-person retail, weekdays: evening peak above noon"),
+    ("FIDELITY_SATURDAY_NOON_PEAK", "in-person retail, Saturday: noon peak above evening"),
+    ("FIDELITY_LATE_PEAK", "in-person retail, Friday-Sunday: a small peak around 23:00"),
+    ("FIDELITY_NIGHT_SHARE", "in-person retail: share of arrivals between 00:00 and 06:00"),
+    ("FIDELITY_WEEKEND_SHARE", "in-person retail: share of arrivals on the weekend"),
+    ("FIDELITY_OVERDISPERSION", "Fano factor of same-hour-of-week counts above one"),
+    ("FIDELITY_NB2_KAPPA", "NB2 dispersion re-estimated per class vs configured"),
+    ("FIDELITY_SIZE_TAIL", "merchant rank-size tail exponent (MLE) vs the Zipf target"),
+    ("FIDELITY_PAYDAY", "payday uplift vs configured and the published range"),
+    ("FIDELITY_PRE_HOLIDAY", "uplift on the day before a public holiday vs configured"),
+    ("FIDELITY_HOLIDAY", "effect of nationwide public holidays vs configured"),
+    ("FIDELITY_REGIONAL_HOLIDAY", "regional holidays move their own zones only"),
+    ("FIDELITY_LATENT_COMOVEMENT", "co-movement within latent groups vs configured sigma, rho"),
+    ("FIDELITY_DST_GAP", "no local time inside a spring-forward gap"),
+    ("FIDELITY_DST_FOLD", "the repeated autumn hour carries both occurrences"),
+)
 
 
 def partition_dir(run_dir: str, dataset: str, scenario: str, year: int) -> str:
@@ -78,8 +100,8 @@ def _resolve_inputs(
 ) -> tuple[World, Policy, dict[str, Any]]:
     """World and policy of the run, checked against the identity the run dir is filed under
     (``<world_fp[:12]>/<parameter_hash[:12]>/seed=<seed>``)."""
-    parts = Path(run_dir.rstrip("/")).parts
-    fp_prefix, ph_prefix = (parts[-3], parts[-2]) if len(parts) >= 3 else ("", "")
+    filed = RUN_DIR_RE.search(run_dir)
+    fp_prefix, ph_prefix = (filed.group(1), filed.group(2)) if filed else ("", "")
     identity = _run_identity(run_dir, scenario, year)
     explicit = world is not None
     if world is None:
