@@ -185,16 +185,17 @@ def _profile_checks(ev: EventAggregates, tg: TargetAggregates, t: FidelityTarget
         "Jensen-Shannon divergence (bits) of each class's realised local hour-of-week profile "
         "from its configured one (λ over the partition, physical arrivals)"))
     enough = realised.sum() >= p.min_events
+    margin = 1.0 + p.peak_margin
     weekday = est.hour_shares(realised, p.weekdays)
     sat = est.hour_shares(realised, [p.saturday])
     noon_w, eve_w = weekday[p.noon_hours].sum(), weekday[p.evening_hours].sum()
     noon_s, eve_s = sat[p.noon_hours].sum(), sat[p.evening_hours].sum()
     checks.append(_check(
-        "FIDELITY_WEEKDAY_EVENING_PEAK", bool(eve_w > noon_w) if enough else None,
+        "FIDELITY_WEEKDAY_EVENING_PEAK", bool(eve_w > noon_w * margin) if enough else None,
         {"evening": float(eve_w), "noon": float(noon_w)}, "evening > noon",
         "in-person classes, weekdays: hourly share of the evening hours above the noon hours"))
     checks.append(_check(
-        "FIDELITY_SATURDAY_NOON_PEAK", bool(noon_s > eve_s) if enough else None,
+        "FIDELITY_SATURDAY_NOON_PEAK", bool(noon_s > eve_s * margin) if enough else None,
         {"noon": float(noon_s), "evening": float(eve_s)}, "noon > evening",
         "in-person classes, Saturday: hourly share of the noon hours above the evening hours"))
     late = {}
@@ -204,7 +205,7 @@ def _profile_checks(ev: EventAggregates, tg: TargetAggregates, t: FidelityTarget
                         "before": float(sh[p.late_reference_hours].mean())}
     checks.append(_check(
         "FIDELITY_LATE_PEAK",
-        bool(all(v["late"] > v["before"] for v in late.values())) if enough else None,
+        bool(all(v["late"] > v["before"] * margin for v in late.values())) if enough else None,
         late, "late > before on each late day",
         "in-person classes, Friday-Sunday (Monday = 0): a small peak at the late hours"))
     night = est.night_share(realised, *p.night_hours)

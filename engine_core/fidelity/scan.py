@@ -176,6 +176,20 @@ class WorldFrame:
             elif kind in flags:
                 flags[kind][locs, d] = True
             flags["any"][locs, d] = True
+        # Where the world has no payday rows at all, the published payday (the last business
+        # day of the month: Monday-Friday, not a public holiday) is where one is looked for.
+        without = [i for i in range(n_loc) if not flags["payday"][i].any()]
+        if without:
+            local_day = first + np.arange(n_days)
+            weekday = (local_day + 3) % 7  # 1970-01-01 was a Thursday
+            month = local_day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+            for i in without:
+                open_day = (weekday < 5) & ~flags["holiday"][i] & ~flags["regional_holiday"][i]
+                for mth in np.unique(month):
+                    days = np.flatnonzero(open_day & (month == mth))
+                    # only months whose last day lies inside the horizon
+                    if days.size and (month[-1] > mth):
+                        flags["payday"][i, days[-1]] = True
         return flags
 
 

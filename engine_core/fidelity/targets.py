@@ -43,6 +43,7 @@ class Profiles(_Section):
     late_days: Annotated[list[Weekday], Field(min_length=1)]
     late_hours: Annotated[list[Hour], Field(min_length=1)]
     late_reference_hours: Annotated[list[Hour], Field(min_length=1)]
+    peak_margin: Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
     night_hours: tuple[Hour, Hour]
     night_share: tuple[Share, Share]
     weekend_share: tuple[Share, Share]
