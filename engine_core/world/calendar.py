@@ -116,10 +116,11 @@ class _EffectRows:
         )
 
 
-def _day_before(days: np.ndarray, closed: np.ndarray) -> np.ndarray:
-    """The day before each of ``days`` that is not itself in ``closed`` (sorted, unique)."""
+def _day_before(days: np.ndarray, closed: np.ndarray, first_day: int) -> np.ndarray:
+    """The day before each of ``days`` that is not itself in ``closed`` and not before
+    ``first_day`` (sorted, unique)."""
     before = np.unique(days - 1)
-    return before[~np.isin(before, closed)]
+    return before[~np.isin(before, closed) & (before >= first_day)]
 
 
 def add_country_days(
@@ -140,7 +141,9 @@ def add_country_days(
     closed_days = np.array([day_number(d) for d in closed], dtype=np.int64)
     reasons = np.array([f"public_holiday:{hols[d]}" for d in closed], dtype=object)
     rows.add(country, closed_days, reasons, dict(spec.public_holiday))
-    rows.add(country, _day_before(closed_days, closed_days), "pre_holiday", dict(spec.pre_holiday))
+    first_day = day_number(dt.date(spec.years[0], 1, 1))
+    rows.add(country, _day_before(closed_days, closed_days, first_day), "pre_holiday",
+             dict(spec.pre_holiday))
     firsts, lasts = _business_month_ends(spec.years, set(hols.weekend), closed_days)
     rows.add(country, firsts, "bills_due", dict(spec.bills_due))
     rows.add(country, lasts, "payday", dict(spec.payday))
@@ -162,7 +165,7 @@ def add_country_days(
         )
         rows.add(country, days, names, dict(spec.public_holiday), zone=tzid)
         all_closed = np.union1d(days, closed_days)
-        rows.add(country, _day_before(days, all_closed), "pre_holiday",
+        rows.add(country, _day_before(days, all_closed, first_day), "pre_holiday",
                  dict(spec.pre_holiday), zone=tzid)
 
 
