@@ -194,12 +194,15 @@ def event_uplift(
 # ----------------------------------------------------------------------------- latent
 def comovement(
     x_a: np.ndarray, x_b: np.ndarray, lam_a: np.ndarray, lam_b: np.ndarray
-) -> tuple[float, float]:
-    """σ̂ and lag-1 ρ̂ of a latent factor shared by two disjoint halves of a group.
+) -> tuple[float, float, float]:
+    """σ̂, lag-1 ρ̂ and the relative standard error of the lag-0 covariance, for a latent
+    factor shared by two disjoint halves of a group.
 
     r_h(t) = X_h(t)/Λ_h(t) is the factor f(t) times independent count noise, so the cross
     covariance of r_A and r_B is Var f = e^{σ²} − 1 for f = exp(Z − σ²/2), Z Gaussian with
-    variance σ², and at lag 1 it is e^{σ²ρ} − 1. Hours with Λ = 0 in a half are dropped."""
+    variance σ², and at lag 1 it is e^{σ²ρ} − 1. Hours with Λ = 0 in a half are dropped. The
+    standard error treats hours as independent (√(Var r_A · Var r_B / T)), which holds for
+    the count noise that dominates small groups."""
     ok = (np.asarray(lam_a) > 0) & (np.asarray(lam_b) > 0)
     ra = np.where(ok, np.divide(x_a, lam_a, out=np.zeros(len(ok)), where=ok), np.nan)
     rb = np.where(ok, np.divide(x_b, lam_b, out=np.zeros(len(ok)), where=ok), np.nan)
@@ -208,10 +211,14 @@ def comovement(
     c0 = float(np.nanmean(da * db)) / (ma * mb)
     c1 = 0.5 * (float(np.nanmean(da[:-1] * db[1:])) + float(np.nanmean(db[:-1] * da[1:])))
     c1 /= ma * mb
+    t = int(ok.sum())
+    se = math.sqrt(float(np.nanmean(da * da)) * float(np.nanmean(db * db)) / max(t, 1))
+    se /= ma * mb
     if c0 <= -1 or not math.isfinite(c0):
-        return math.nan, math.nan
+        return math.nan, math.nan, math.nan
+    rel_se = se / c0 if c0 > 0 else math.inf
     s2 = math.log1p(c0)
     if s2 <= 0:
-        return 0.0, math.nan
+        return 0.0, math.nan, rel_se
     rho = math.log1p(c1) / s2 if c1 > -1 else math.nan
-    return math.sqrt(s2), rho
+    return math.sqrt(s2), rho, rel_se

@@ -346,11 +346,13 @@ def fidelity_report(
     # latent co-movement
     lat = []
     for gi, info in enumerate(groups):
-        s_hat, r_hat = est.comovement(cn.group_hours[gi, 0], cn.group_hours[gi, 1],
-                                      tg.group_hours[gi, 0], tg.group_hours[gi, 1])
+        s_hat, r_hat, rel_se = est.comovement(cn.group_hours[gi, 0], cn.group_hours[gi, 1],
+                                              tg.group_hours[gi, 0], tg.group_hours[gi, 1])
         phi = math.exp(-1.0 / info["length_scale"])
-        lat.append(info | {"sigma_hat": s_hat, "rho_hat": r_hat, "rho": phi})
-    good = [g for g in lat if math.isfinite(g["sigma_hat"]) and math.isfinite(g["rho_hat"])]
+        lat.append(info | {"sigma_hat": s_hat, "rho_hat": r_hat, "rho": phi, "rel_se": rel_se})
+    # groups whose count noise leaves the factor's covariance known to rel_se_max or better
+    good = [g for g in lat if math.isfinite(g["sigma_hat"]) and math.isfinite(g["rho_hat"])
+            and g["rel_se"] <= t.latent.rel_se_max]
     if good:
         ratio = float(np.median([g["sigma_hat"] / g["sigma"] for g in good]))
         drho = float(np.median([g["rho_hat"] - g["rho"] for g in good]))
@@ -364,8 +366,8 @@ def fidelity_report(
              "rho_difference": t.latent.rho_tolerance},
             "cross-covariance of the two halves of each large latent group vs configured σ, ρ"))
     else:
-        checks.append(_check("FIDELITY_LATENT_COMOVEMENT", None, {}, None,
-                             "no latent group with two series and arrivals"))
+        checks.append(_check("FIDELITY_LATENT_COMOVEMENT", None, {"groups": len(lat)}, None,
+                             "no latent group with two series and enough arrivals"))
     # DST
     gaps = {k: v for k, v in ev.dst_gap.items() if v}
     checks.append(_check("FIDELITY_DST_GAP", not gaps, {"transitions": len(ev.dst_gap),

@@ -82,6 +82,7 @@ class LatentTargets(_Section):
     groups: PositiveInt
     sigma_relative_tolerance: PositiveFloat
     rho_tolerance: PositiveFloat
+    rel_se_max: PositiveFloat
 
 
 class DstTargets(_Section):

@@ -116,7 +116,8 @@ def test_comovement_recovers_sigma_and_rho():
     lam_b = np.full(hours, 250.0)
     x_a = rng.poisson(lam_a * f)
     x_b = rng.poisson(lam_b * f)
-    s_hat, r_hat = est.comovement(x_a, x_b, lam_a, lam_b)
+    s_hat, r_hat, rel_se = est.comovement(x_a, x_b, lam_a, lam_b)
+    assert rel_se < 0.05
     # effective sample ~ hours (1 - phi) / (1 + phi) = 2100: the variance of f is estimated to
     # ~ sqrt(2/2100) = 3 % relative, sigma to half that; rho to ~ 0.02
     assert abs(s_hat / sigma - 1) <= Z * 0.015
