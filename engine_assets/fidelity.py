@@ -2,6 +2,7 @@
 statistics (docs/calibration.md). Runs after S4 on the published data only; its checks WARN
 and never block (the S5 gate stays the engine's own validation)."""
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,10 +31,26 @@ FIDELITY_CHECKS = [
 ]
 
 
+def _json(value: Any) -> dg.MetadataValue:
+    """JSON metadata of any report value: NaN as null, scalars wrapped in a mapping."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return v
+
+    data = clean(value)
+    return dg.MetadataValue.json(data if isinstance(data, dict | list) else {"value": data})
+
+
 def _check_metadata(check: dict[str, Any]) -> dict[str, dg.MetadataValue]:
     md: dict[str, dg.MetadataValue] = {
-        "value": dg.MetadataValue.json(check["value"]),
-        "target": dg.MetadataValue.json(check["target"]),
+        "value": _json(check["value"]),
+        "target": _json(check["target"]),
         "detail": dg.MetadataValue.text(check["detail"]),
     }
     if check["passed"] is None:
@@ -74,10 +91,10 @@ def fidelity_report_asset(
     })
     md: dict[str, Any] = {
         "passed": dg.MetadataValue.bool(bool(report["passed"])),
-        "failed": dg.MetadataValue.json(report["failed"]),
-        "not_judged": dg.MetadataValue.json(report["not_judged"]),
+        "failed": _json(report["failed"]),
+        "not_judged": _json(report["not_judged"]),
         "events": dg.MetadataValue.int(int(report["events"])),
-        "checks": dg.MetadataValue.json(
+        "checks": _json(
             {c["code"]: {"passed": c["passed"], "value": c["value"]} for c in report["checks"]}
         ),
     }
