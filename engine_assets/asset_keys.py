@@ -11,6 +11,7 @@ S2_LATENT_INTENSITY = "s2_latent_intensity"
 S3_BUCKET_COUNTS = "s3_bucket_counts"
 S4_ARRIVAL_EVENTS = "s4_arrival_events"
 S5_VALIDATION_REPORT = "s5_validation_report"
+FIDELITY_REPORT = "fidelity_report"
 
 ALL_ASSETS: tuple[str, ...] = (
     WORLD,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from engine_assets.fidelity import fidelity_report_asset
 from engine_assets.jobs import engine_job
 from engine_assets.resources import resources_from_env
 from engine_assets.s1_time_grid import s1_time_grid_and_grouping
@@ -23,6 +24,7 @@ ENGINE_ASSETS = [
     s3_bucket_counts,
     s4_arrival_events,
     s5_validation_report,
+    fidelity_report_asset,
 ]
 
 defs = dg.Definitions(

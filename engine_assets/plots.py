@@ -17,10 +17,11 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from engine_core.io.files import dataset_files, filesystem_for
 
 HOURS_PER_WEEK = 168
 DEFAULT_SAMPLE_ROWS = 400_000
@@ -30,20 +31,6 @@ _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 # ----------------------------------------------------------------------------- reading
-def filesystem_for(path: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in path and not path.startswith("file://"):
-        return pafs.FileSystem.from_uri(path)
-    local = path.removeprefix("file://")
-    return pafs.LocalFileSystem(), local
-
-
-def dataset_files(path: str) -> list[str]:
-    """The Parquet part files of one published dataset partition, in name order."""
-    fs, base = filesystem_for(path)
-    infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-    return sorted(i.path for i in infos if i.is_file and i.path.endswith(".parquet"))
-
-
 def read_sample(
     path: str, columns: Sequence[str], max_rows: int = DEFAULT_SAMPLE_ROWS
 ) -> pl.DataFrame:

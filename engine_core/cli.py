@@ -4,11 +4,13 @@
         --seed 42 --out DIR [--threads N] [--policy FILE]
     arrival-engine world export --preset reference --out DIR
     arrival-engine world check DIR
+    arrival-engine fidelity RUN_DIR --scenario S --year Y [--world W] [--policy FILE]
 
 Progress goes to stderr (one live bar per state on a terminal, plain periodic lines
 otherwise) followed by a summary table; the last line on stdout is a JSON summary. Exit
-codes: 0 success, 1 validation failed, 2 bad input (the error code is printed on stderr),
-3 an internal error (a defect: traceback and INTERNAL_ERROR on stderr).
+codes: 0 success, 1 validation failed (for ``fidelity``: a target does not hold), 2 bad input
+(the error code is printed on stderr), 3 an internal error (a defect: traceback and
+INTERNAL_ERROR on stderr).
 """
 
 from __future__ import annotations
@@ -70,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     we.add_argument("--out", required=True)
     wc = wsub.add_parser("check", help="validate a directory of world Parquet")
     wc.add_argument("path")
+    f = sub.add_parser("fidelity", help="compare a run's output with the realism targets")
+    f.add_argument("run_dir", help="the run directory a run prints as `out`")
+    f.add_argument("--scenario", required=True)
+    f.add_argument("--year", type=int, required=True)
+    f.add_argument("--world", default=None, help="world of the run (default: from its report)")
+    f.add_argument("--policy", default=None, help="policy YAML the run was made with")
+    f.add_argument("--targets", default=None, help="targets YAML (default configs/fidelity.yaml)")
+    f.add_argument("--report", default=None, help="also write the full report as JSON here")
     return p
 
 
@@ -130,11 +140,33 @@ def _cmd_world(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_fidelity(args: argparse.Namespace) -> int:
+    from engine_core.config import load_policy
+    from engine_core.fidelity import fidelity_report, load_targets, summary_line
+
+    report = fidelity_report(
+        args.run_dir, args.scenario, args.year, world=args.world,
+        policy=load_policy(args.policy) if args.policy else None,
+        targets=load_targets(args.targets) if args.targets else None,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    for check in report["checks"]:
+        verdict = {True: "ok", False: "FAILED", None: "not judged"}[check["passed"]]
+        print(f"{check['code']}: {verdict}", file=sys.stderr)
+    if args.report:
+        with open(args.report, "w", encoding="utf-8") as fh:
+            json.dump(report, fh, indent=1, default=str)
+    print(json.dumps(summary_line(report), sort_keys=True, default=str))
+    return EXIT_OK if report["passed"] else EXIT_FAILED_VALIDATION
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":
             return _cmd_run(args)
+        if args.command == "fidelity":
+            return _cmd_fidelity(args)
         return _cmd_world(args)
     except EngineError as exc:
         return _report_bad_input(exc)

@@ -92,6 +92,8 @@ CALENDAR = pa.schema(
     [
         pa.field("scenario_id", pa.string(), nullable=False),
         pa.field("legal_country_iso", pa.string(), nullable=False),
+        # "*" for the whole country, else the one zone a regional effect applies to
+        pa.field("tzid", pa.string(), nullable=False),
         pa.field("local_date", pa.date32(), nullable=False),
         pa.field("demand_class", pa.string(), nullable=False),
         pa.field("effect", pa.float64(), nullable=False),
@@ -256,6 +258,10 @@ VALIDATION_ISSUES = pa.schema(
         pa.field("detail", pa.string(), nullable=False),
     ]
 )
+CALENDAR_ALL_ZONES = "*"
+# Columns a world file may omit, with the value they take (added after the first release).
+WORLD_COLUMN_DEFAULTS: dict[str, dict[str, str]] = {"calendar": {"tzid": CALENDAR_ALL_ZONES}}
+
 DATASETS: dict[str, pa.Schema] = {
     "time_grid": TIME_GRID,
     "grouping": GROUPING,

@@ -16,9 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine_core.schemas import CALENDAR, DEMAND_CLASSES
+from engine_core.schemas import CALENDAR, CALENDAR_ALL_ZONES, DEMAND_CLASSES
 from engine_core.world.model import World
-from engine_core.world.presets import Campaign, CampaignStart, Catalogue
+from engine_core.world.presets import Campaign, CampaignStart, Catalogue, ZoneEntry
 
 HOLIDAY_LANGUAGE = "en_US"
 STAR = "*"
@@ -69,6 +69,7 @@ class _EffectRows:
         days: np.ndarray,
         reasons: np.ndarray | str,
         effects: dict[str, float],
+        zone: str = CALENDAR_ALL_ZONES,
     ) -> None:
         items = [(c, float(e)) for c, e in effects.items() if e != 1.0]
         n, k = int(days.size), len(items)
@@ -83,6 +84,7 @@ class _EffectRows:
         self._blocks.append(
             {
                 "legal_country_iso": per_day(countries),
+                "tzid": per_day(zone),
                 "local_date": np.repeat(days.astype(np.int32), k),
                 "demand_class": np.tile(np.array([c for c, _ in items], dtype=object), n),
                 "effect": np.tile(np.array([e for _, e in items], dtype=np.float64), n),
@@ -95,13 +97,16 @@ class _EffectRows:
             name: np.concatenate([b[name] for b in self._blocks])
             if self._blocks
             else np.zeros(0, dtype=np.int32 if name == "local_date" else object)
-            for name in ("legal_country_iso", "local_date", "demand_class", "effect", "reason")
+            for name in (
+                "legal_country_iso", "tzid", "local_date", "demand_class", "effect", "reason"
+            )
         }
         n = cols["effect"].size
         return pa.table(
             {
                 "scenario_id": pa.array(np.full(n, scenario_id, dtype=object), pa.string()),
                 "legal_country_iso": pa.array(cols["legal_country_iso"], pa.string()),
+                "tzid": pa.array(cols["tzid"], pa.string()),
                 "local_date": pa.array(cols["local_date"], pa.int32()).cast(pa.date32()),
                 "demand_class": pa.array(cols["demand_class"], pa.string()),
                 "effect": pa.array(cols["effect"].astype(np.float64), pa.float64()),
@@ -111,8 +116,24 @@ class _EffectRows:
         )
 
 
-def add_country_days(rows: _EffectRows, country: str, catalogue: Catalogue) -> None:
-    """Public holidays, bill dates and paydays of one country over the catalogue's years."""
+def _day_before(days: np.ndarray, closed: np.ndarray, first_day: int) -> np.ndarray:
+    """The day before each of ``days`` that is not itself in ``closed`` and not before
+    ``first_day`` (sorted, unique)."""
+    before = np.unique(days - 1)
+    return before[~np.isin(before, closed) & (before >= first_day)]
+
+
+def add_country_days(
+    rows: _EffectRows,
+    country: str,
+    catalogue: Catalogue,
+    subdivisions: Sequence[tuple[str, str]] = (),
+) -> None:
+    """Public holidays, the days before them, bill dates and paydays of one country over the
+    catalogue's years. ``subdivisions`` lists (tzid, subdivision) of the country's zones that
+    have one: the holidays the ``holidays`` package knows for that subdivision only (not
+    nationwide) become rows for that zone alone, with their own pre-holiday rows. Paydays
+    and bill dates follow the national business days."""
     spec = catalogue.calendar
     years = range(spec.years[0], spec.years[1] + 1)
     hols = holidays.country_holidays(country, years=years, language=HOLIDAY_LANGUAGE)
@@ -120,9 +141,32 @@ def add_country_days(rows: _EffectRows, country: str, catalogue: Catalogue) -> N
     closed_days = np.array([day_number(d) for d in closed], dtype=np.int64)
     reasons = np.array([f"public_holiday:{hols[d]}" for d in closed], dtype=object)
     rows.add(country, closed_days, reasons, dict(spec.public_holiday))
+    first_day = day_number(dt.date(spec.years[0], 1, 1))
+    rows.add(country, _day_before(closed_days, closed_days, first_day), "pre_holiday",
+             dict(spec.pre_holiday))
     firsts, lasts = _business_month_ends(spec.years, set(hols.weekend), closed_days)
     rows.add(country, firsts, "bills_due", dict(spec.bills_due))
     rows.add(country, lasts, "payday", dict(spec.payday))
+    national = set(closed)
+    for tzid, subdivision in subdivisions:
+        regional_hols = holidays.country_holidays(
+            country, subdiv=subdivision, years=years, language=HOLIDAY_LANGUAGE
+        )
+        regional = sorted(
+            d for d in regional_hols
+            if d not in national and spec.years[0] <= d.year <= spec.years[1]
+        )
+        if not regional:
+            continue
+        days = np.array([day_number(d) for d in regional], dtype=np.int64)
+        names = np.array(
+            [f"public_holiday:{regional_hols[d]} ({country}-{subdivision})" for d in regional],
+            dtype=object,
+        )
+        rows.add(country, days, names, dict(spec.public_holiday), zone=tzid)
+        all_closed = np.union1d(days, closed_days)
+        rows.add(country, _day_before(days, all_closed, first_day), "pre_holiday",
+                 dict(spec.pre_holiday), zone=tzid)
 
 
 def add_campaign(
@@ -140,16 +184,23 @@ def add_campaign(
     )
 
 
-def build_calendar(countries: Sequence[str], catalogue: Catalogue) -> pa.Table:
-    """Calendar rows of every catalogue scenario for ``countries``: the public holidays, bill
-    dates and paydays of each country in every scenario, plus the scenario's campaigns.
-    Rows are unsorted; the world canonicalisation sorts them."""
+def build_calendar(
+    countries: Sequence[str], catalogue: Catalogue, zones: Sequence[ZoneEntry] = ()
+) -> pa.Table:
+    """Calendar rows of every catalogue scenario for ``countries``: the public holidays (and
+    the days before them), bill dates and paydays of each country in every scenario, the
+    regional holidays of those ``zones`` that name a subdivision, plus the scenario's
+    campaigns. Rows are unsorted; the world canonicalisation sorts them."""
     spec = catalogue.calendar
     years = range(spec.years[0], spec.years[1] + 1)
     countries = sorted(set(countries))
     common = _EffectRows()
     for country in countries:
-        add_country_days(common, country, catalogue)
+        subdivisions = sorted(
+            (z.tzid, z.subdivision) for z in zones
+            if z.country == country and z.subdivision is not None
+        )
+        add_country_days(common, country, catalogue, subdivisions)
     parts = []
     for scenario in catalogue.scenarios:
         parts.append(common.table(scenario.scenario_id))
@@ -166,9 +217,9 @@ def series_day_multipliers(
     """float64 [n_series, n_days]: calendar factor of each series on each local date.
 
     Entry (i, d) is the product of the ``effect`` of every calendar row with the scenario,
-    series i's ``legal_country_iso``, local date ``first_local_date + d`` and demand class
-    equal to the class of series i's merchant or ``"*"``; 1.0 where no row matches. Rows are
-    aligned with ``world.series``.
+    series i's ``legal_country_iso``, ``tzid`` equal to ``"*"`` or to series i's tzid, local
+    date ``first_local_date + d`` and demand class equal to the class of series i's merchant
+    or ``"*"``; 1.0 where no row matches. Rows are aligned with ``world.series``.
     """
     world.scenario_band(scenario_id)  # WORLD_UNKNOWN_SCENARIO when absent
     if n_days < 0:
@@ -183,7 +234,12 @@ def series_day_multipliers(
     idx = pc.index_in(series.column("merchant_id"), value_set=merchants.column("merchant_id"))
     series_class = merchants.column("demand_class").take(idx).to_numpy(zero_copy_only=False)
     series_country = series.column("legal_country_iso").to_numpy(zero_copy_only=False)
-    countries, country_of_series = np.unique(series_country, return_inverse=True)
+    series_zone = series.column("tzid").to_numpy(zero_copy_only=False)
+    # a calendar row applies to a location: (country, "*") or (country, tzid)
+    series_loc = np.char.add(np.char.add(series_country.astype(str), "|"), series_zone.astype(str))
+    country_loc = np.char.add(series_country.astype(str), "|" + CALENDAR_ALL_ZONES)
+    locations, inverse = np.unique(np.concatenate([series_loc, country_loc]), return_inverse=True)
+    loc_of_series, country_of_series = inverse[:n_series], inverse[n_series:]
     class_of_series = np.array(
         [DEMAND_CLASSES.index(c) for c in series_class], dtype=np.int64
     ).reshape(-1)
@@ -198,19 +254,25 @@ def series_day_multipliers(
         & (day < n_days)
     )
     cal_country = cal.column("legal_country_iso").to_numpy(zero_copy_only=False)[keep]
-    pos = np.searchsorted(countries, cal_country)
-    pos = np.minimum(pos, len(countries) - 1)
-    in_world = countries[pos] == cal_country
+    cal_zone = cal.column("tzid").to_numpy(zero_copy_only=False)[keep]
+    cal_loc = np.char.add(np.char.add(cal_country.astype(str), "|"), cal_zone.astype(str))
+    pos = np.minimum(np.searchsorted(locations, cal_loc), len(locations) - 1)
+    in_world = locations[pos] == cal_loc
     cal_day = day[keep][in_world]
-    cal_country_idx = pos[in_world]
+    cal_loc_idx = pos[in_world]
     cal_class = cal.column("demand_class").to_numpy(zero_copy_only=False)[keep][in_world]
     cal_effect = cal.column("effect").to_numpy(zero_copy_only=False)[keep][in_world]
 
-    # factor[country, class, day]; class slot n_classes collects "*" rows.
-    factor = np.ones((len(countries), n_classes + 1, n_days), dtype=np.float64)
+    # factor[location, class, day]; class slot n_classes collects "*" rows.
+    factor = np.ones((len(locations), n_classes + 1, n_days), dtype=np.float64)
     class_slot = np.array(
         [n_classes if c == STAR else DEMAND_CLASSES.index(c) for c in cal_class], dtype=np.int64
     )
-    np.multiply.at(factor, (cal_country_idx, class_slot, cal_day), cal_effect)
-    out[:] = factor[country_of_series, class_of_series] * factor[country_of_series, n_classes]
+    np.multiply.at(factor, (cal_loc_idx, class_slot, cal_day), cal_effect)
+    out[:] = (
+        factor[country_of_series, class_of_series]
+        * factor[country_of_series, n_classes]
+        * factor[loc_of_series, class_of_series]
+        * factor[loc_of_series, n_classes]
+    )
     return out

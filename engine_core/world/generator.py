@@ -29,12 +29,14 @@ Design, in drawing order:
 7. shapes: the class's weekly shape × per-merchant lognormal noise, normalised to mean 1;
 8. edges: every VIRTUAL_ONLY or HYBRID merchant gets one edge plus the rest spread ∝ √size;
    an edge's operational zone is the home zone with ``edge_home_share``, else ∝ zone weight;
-9. calendar for every series country and the catalogue's scenarios.
+9. calendar for every series country and the catalogue's scenarios, with the regional
+   holidays of every series zone whose catalogue entry names a subdivision.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -81,6 +83,18 @@ def round_significant(values: np.ndarray, digits: int = SIGNIFICANT_DIGITS) -> n
 
 def _ids(rng: np.random.Generator, base: int, n: int) -> np.ndarray:
     return (base + np.cumsum(rng.integers(1, ID_GAP_MAX, size=n))).astype(np.uint64)
+
+
+def merchant_sizes(preset: Preset, z: np.ndarray) -> np.ndarray:
+    """Merchant sizes from standard normal draws ``z`` under the preset's size law.
+
+    ``lognormal``: exp(σ·z). ``pareto``: the Pareto quantile of Φ(z),
+    S = Φ(-z)^(-1/ζ) ≥ 1, so P(S > s) = s^-ζ (Zipf's law for ζ = 1, Axtell 2001) while the
+    rank order of z, and with it the correlation of reach with size, is kept."""
+    if preset.merchant_size_law == "lognormal":
+        return np.exp(preset.merchant_size_sigma * z)
+    survival = 0.5 * np.array([math.erfc(v / math.sqrt(2.0)) for v in z.tolist()])
+    return survival ** (-1.0 / preset.merchant_size_tail_exponent)
 
 
 def _zones(preset: Preset, catalogue: Catalogue) -> list[ZoneEntry]:
@@ -157,7 +171,7 @@ def generate_tables(preset: Preset, seed: int, catalogue: Catalogue) -> dict[str
     classes = _choose_classes(rng, modes, catalogue, preset.cover_every_class)
     class_size = np.array([catalogue.class_size[c] for c in classes], dtype=np.float64)
     z_size = rng.standard_normal(n)
-    size = np.exp(preset.merchant_size_sigma * z_size) * class_size
+    size = merchant_sizes(preset, z_size) * class_size
     home = rng.choice(n_zones, size=n, p=zone_p)
 
     # 2. physical locations
@@ -289,7 +303,11 @@ def generate_tables(preset: Preset, seed: int, catalogue: Catalogue) -> dict[str
             },
             schema=SERIES,
         ),
-        "calendar": build_calendar(sorted(set(zone_cc[ser_zone].tolist())), catalogue),
+        "calendar": build_calendar(
+            sorted(set(zone_cc[ser_zone].tolist())),
+            catalogue,
+            [zones[i] for i in sorted(set(ser_zone.tolist()))],
+        ),
         "scenarios": pa.table(
             {
                 "scenario_id": [s.scenario_id for s in catalogue.scenarios],

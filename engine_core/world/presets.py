@@ -68,17 +68,24 @@ def usable_tzids() -> frozenset[str]:
 
 # ----------------------------------------------------------------------------- catalogue
 class ZoneEntry(_Model):
+    """A zone of the catalogue. ``subdivision`` is the ISO 3166-2 subdivision (as the
+    ``holidays`` package spells it) of the zone's principal city: its regional public
+    holidays apply to this zone only."""
+
     tzid: str
     country: Country
     weight: PositiveFloat
+    subdivision: Annotated[str, Strict(), Field(pattern=r"^[A-Z0-9]{1,3}$")] | None = None
 
     @model_validator(mode="before")
     @classmethod
-    def _from_triple(cls, value: object) -> object:
+    def _from_list(cls, value: object) -> object:
         if isinstance(value, list | tuple):
-            if len(value) != 3:
-                raise ValueError("a zone is [tzid, country, weight]")
-            return {"tzid": value[0], "country": value[1], "weight": value[2]}
+            if len(value) not in (3, 4):
+                raise ValueError("a zone is [tzid, country, weight] or [tzid, country, weight, "
+                                 "subdivision]")
+            keys = ("tzid", "country", "weight", "subdivision")
+            return dict(zip(keys, value, strict=False))
         return value
 
     @field_validator("tzid")
@@ -129,6 +136,9 @@ class Campaign(_Model):
 class CalendarEffects(_Model):
     years: tuple[Annotated[int, Strict(), Field(ge=1970, le=2200)], Annotated[int, Strict()]]
     public_holiday: dict[ClassOrStar, PositiveFloat]
+    # The day before a public holiday (when it is not itself a holiday), in the holiday's
+    # country or, for a regional holiday, in the zones of its subdivision.
+    pre_holiday: dict[ClassOrStar, PositiveFloat] = Field(default_factory=dict)
     payday: dict[ClassOrStar, PositiveFloat]
     bills_due: dict[ClassOrStar, PositiveFloat]
     campaigns: dict[Annotated[str, Field(pattern=r"^[a-z0-9_]+$")], Campaign]
@@ -212,7 +222,12 @@ class Preset(_Model):
     weekly_arrivals: PositiveFloat  # Σ series scale
     virtual_only_demand_share: Share
     hybrid_demand_share: Share
+    # Merchant size law: ``lognormal`` (exp(σ·z)) or ``pareto`` (Zipf-like tail,
+    # P(S > s) ∝ s^-tail_exponent above the body, drawn through the same normal z by its
+    # quantile so reach stays correlated with size); docs/calibration.md.
+    merchant_size_law: Literal["lognormal", "pareto"] = "lognormal"
     merchant_size_sigma: NonNegativeFloat
+    merchant_size_tail_exponent: PositiveFloat = 1.0
     reach_sigma: NonNegativeFloat
     reach_size_correlation: Annotated[float, Strict(), Field(ge=-1, le=1)]
     home_zone_boost: PositiveFloat

@@ -6,6 +6,8 @@ their contract schema (extra columns dropped) with rows in canonical order. It r
 
 1. every table present (``WORLD_MISSING_TABLE``);
 2. every column present and of a usable type (``WORLD_MISSING_COLUMN``, ``WORLD_BAD_TYPE``);
+   a column of ``schemas.WORLD_COLUMN_DEFAULTS`` that a table omits takes its default
+   (``calendar.tzid`` = ``"*"``: the effect applies to the whole country);
 3. per table, in ``schemas.WORLD_TABLES`` order: non-empty, null keys, id range, zero ids,
    duplicate keys, null values, then each value rule in column order — on the canonically
    sorted table, so the reported key is the smallest offending one;
@@ -28,11 +30,13 @@ import pyarrow.compute as pc
 
 from engine_core.errors import EngineError
 from engine_core.schemas import (
+    CALENDAR_ALL_ZONES,
     CHANNEL_GROUPS,
     DEMAND_CLASSES,
     HOURS_PER_WEEK,
     SCENARIO_BANDS,
     VIRTUAL_MODES,
+    WORLD_COLUMN_DEFAULTS,
     WORLD_TABLES,
 )
 from engine_core.world.presets import usable_tzids
@@ -47,7 +51,9 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "sites": ("site_id",),
     "edges": ("edge_id",),
     "series": ("merchant_id", "legal_country_iso", "tzid", "channel_group"),
-    "calendar": ("scenario_id", "legal_country_iso", "local_date", "demand_class", "reason"),
+    "calendar": (
+        "scenario_id", "legal_country_iso", "tzid", "local_date", "demand_class", "reason"
+    ),
     "scenarios": ("scenario_id",),
 }
 # Columns that identify or reference rows: a null there is WORLD_NULL_KEY.
@@ -129,6 +135,20 @@ def _check_presence(tables: Mapping[str, pa.Table]) -> None:
                 name,
                 None,
             )
+
+
+def _with_column_defaults(tables: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
+    """Add the columns of ``WORLD_COLUMN_DEFAULTS`` that a table omits, with their default."""
+    out = dict(tables)
+    for name, defaults in WORLD_COLUMN_DEFAULTS.items():
+        table = out[name]
+        if not isinstance(table, pa.Table):
+            continue
+        for col, value in defaults.items():
+            if col not in table.column_names:
+                table = table.append_column(col, pa.array([value] * table.num_rows, pa.string()))
+        out[name] = table
+    return out
 
 
 def _check_columns(tables: Mapping[str, pa.Table]) -> None:
@@ -398,6 +418,8 @@ def _value_rules(name: str, table: pa.Table) -> None:
     elif name == "calendar":
         _check_pattern(name, table, "scenario_id", SCENARIO_PATTERN, "WORLD_BAD_ENUM")
         _check_pattern(name, table, "legal_country_iso", COUNTRY_PATTERN, "WORLD_BAD_COUNTRY")
+        zones = table.filter(pc.not_equal(table.column("tzid"), CALENDAR_ALL_ZONES))
+        _check_tzids(name, zones, "tzid")
         _check_in_set(
             name,
             table,
@@ -543,6 +565,7 @@ CROSS_TABLE_RULES: tuple[Callable[[Mapping[str, pa.Table]], None], ...] = (
 def canonical_world_tables(tables: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
     """Validate ``tables`` and return them in canonical form (see module docstring)."""
     _check_presence(tables)
+    tables = _with_column_defaults(tables)
     _check_columns(tables)
     canonical = {name: _canonical_table(name, tables[name]) for name in WORLD_TABLES}
     for rule in CROSS_TABLE_RULES:

@@ -17,7 +17,9 @@ from engine_assets.checks import check_name
 from engine_assets.definitions import defs
 from engine_assets.partitions import engine_partitions
 from engine_core.checks.catalogue import RULES
+from engine_core.fidelity.report import CHECKS as FIDELITY_CODES
 
+FIDELITY = "fidelity_report"
 SNAPSHOT = Path(__file__).with_name("definitions_snapshot.json")
 REPO = Path(__file__).resolve().parents[2]
 STATE_ASSETS = {
@@ -60,13 +62,24 @@ def test_wiring_matches_snapshot():
 
 def test_one_check_per_rule_on_the_asset_of_its_state():
     graph = defs.resolve_asset_graph()
-    by_name = {k.name: k for k in graph.asset_check_keys}
-    assert len(by_name) == len(RULES) == len(graph.asset_check_keys)
+    rule_keys = [k for k in graph.asset_check_keys if k.asset_key.to_user_string() != FIDELITY]
+    by_name = {k.name: k for k in rule_keys}
+    assert len(by_name) == len(RULES) == len(rule_keys)
     for rule in RULES:
         key = by_name[check_name(rule.code)]
         assert key.asset_key.to_user_string() in STATE_ASSETS[rule.state]
         spec = graph.get(key)
         assert spec.blocking == rule.blocking, rule.code
+
+
+def test_fidelity_checks_warn_and_never_block():
+    graph = defs.resolve_asset_graph()
+    keys = [k for k in graph.asset_check_keys if k.asset_key.to_user_string() == FIDELITY]
+    assert sorted(k.name for k in keys) == sorted(code.lower() for code, _ in FIDELITY_CODES)
+    assert not any(graph.get(k).blocking for k in keys)
+    assert [p.to_user_string() for p in graph.get(dg.AssetKey(FIDELITY)).parent_keys] == [
+        "s4_arrival_events"
+    ]
 
 
 def test_definitions_load():

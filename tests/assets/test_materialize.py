@@ -9,10 +9,11 @@ from pathlib import Path
 import pyarrow.dataset as pads
 import pytest
 
-from engine_assets.asset_keys import ALL_ASSETS
+from engine_assets.asset_keys import ALL_ASSETS, FIDELITY_REPORT
 from engine_assets.progress import TAG_PROGRESS
 from engine_core import schemas
 from engine_core.checks.catalogue import RULES
+from engine_core.fidelity.report import CHECKS as FIDELITY_CHECKS
 
 from .conftest import PARTITION
 
@@ -42,15 +43,33 @@ def _rows_on_disk(path: str) -> int:
 
 def test_every_asset_materialises(materialized):
     assert materialized["result"].success
-    assert set(materialized["md"]) == set(ALL_ASSETS)
+    assert set(materialized["md"]) == set(ALL_ASSETS) | {FIDELITY_REPORT}
 
 
 def test_every_check_runs_and_passes_for_the_partition(materialized):
-    evaluations = materialized["result"].get_asset_check_evaluations()
+    every = materialized["result"].get_asset_check_evaluations()
+    evaluations = [e for e in every if e.asset_key.to_user_string() != FIDELITY_REPORT]
     assert sorted(e.check_name for e in evaluations) == sorted(r.code.lower() for r in RULES)
     failed = [(e.check_name, e.metadata) for e in evaluations if not e.passed]
     assert failed == []
-    assert {e.partition for e in evaluations} == {str(PARTITION.key)}
+    assert {e.partition for e in every} == {str(PARTITION.key)}
+
+
+def test_fidelity_checks_warn_with_the_report_verdicts(materialized):
+    evaluations = [
+        e for e in materialized["result"].get_asset_check_evaluations()
+        if e.asset_key.to_user_string() == FIDELITY_REPORT
+    ]
+    codes = sorted(code.lower() for code, _ in FIDELITY_CHECKS)
+    assert sorted(e.check_name for e in evaluations) == codes
+    assert {e.severity.value for e in evaluations} == {"WARN"}
+    verdicts = materialized["md"][FIDELITY_REPORT]["checks"]
+    for e in evaluations:
+        # a check that could not be judged does not warn
+        assert e.passed == (verdicts[e.check_name.upper()]["passed"] is not False)
+    # the tiny world's year has DST changes (New York, London): no arrival in a gap
+    assert verdicts["FIDELITY_DST_GAP"]["passed"] is True
+    assert verdicts["FIDELITY_DST_FOLD"]["passed"] is not False  # few arrivals at 01:00
 
 
 @pytest.mark.parametrize("asset", sorted(DATASET_OF))
@@ -97,6 +116,9 @@ def test_identity_is_the_same_on_every_asset(materialized):
         ("s3_bucket_counts", "plot_arrivals_per_day"),
         ("s4_arrival_events", "plot_weekly_profile"),
         ("s4_arrival_events", "plot_routing_shares"),
+        (FIDELITY_REPORT, "plot_hour_x_weekday"),
+        (FIDELITY_REPORT, "plot_rank_size"),
+        (FIDELITY_REPORT, "plot_event_study"),
     ],
 )
 def test_plots_are_embedded_pngs(materialized, asset, plot):

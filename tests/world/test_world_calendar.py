@@ -37,7 +37,8 @@ def rows(world: World, scenario: str, country: str, day: dt.date) -> dict[str, l
 
 def with_calendar(world: World, calendar_rows: list[dict]) -> World:
     tables = dict(world.tables)
-    tables["calendar"] = pa.Table.from_pylist(calendar_rows, schema=CALENDAR)
+    rows = [{"tzid": "*"} | r for r in calendar_rows]  # country-wide unless a row says
+    tables["calendar"] = pa.Table.from_pylist(rows, schema=CALENDAR)
     tables = canonical_world_tables(tables)
     return World(tables, fingerprint_canonical(tables), "test")
 
@@ -91,7 +92,7 @@ def test_paydays_and_bill_dates_are_business_days(tiny):
     assert "bills_due" in rows(tiny, "baseline", "US", dt.date(2026, 1, 2))
     # Last business day of January 2026 is Friday 30 January (31st is a Saturday).
     pay = rows(tiny, "baseline", "US", dt.date(2026, 1, 30))["payday"]
-    assert dict(pay) == {"*": 1.08, "retail_daytime": 1.1}
+    assert dict(pay) == dict(load_catalogue().calendar.payday)
     assert "payday" not in rows(tiny, "baseline", "US", dt.date(2026, 1, 31))
 
 
@@ -147,7 +148,8 @@ def test_multipliers_follow_the_calendar_rows(tiny):
     for i in us_rows:
         c = cls[mids[i]]
         assert m[i, 0] == holiday.get(c, 1.0)  # New Year's Day
-        assert m[i, 29] == pytest.approx(1.08 * (1.1 if c == "retail_daytime" else 1.0))  # payday
+        payday = dict(load_catalogue().calendar.payday)
+        assert m[i, 29] == pytest.approx(payday["*"] * payday.get(c, 1.0))  # payday
         assert m[i, 2] == 1.0  # Saturday 3 January: nothing
 
 

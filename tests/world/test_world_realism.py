@@ -208,3 +208,28 @@ def test_office_peak_stays_in_local_office_hours_across_dst(
         assert 9 <= local_before < 17 and 9 <= local_after < 17
         assert local_before == local_after  # the shape lives in local time ...
         assert (utc_before - utc_after) % 24 == shift % 24  # ... so the UTC peak moves
+
+
+# ----------------------------------------------------------------------------- calibration
+def test_reference_in_person_profile_has_the_published_orderings(reference, policy):
+    """The configured λ of the reference world over the quarter, in local time, pooled over
+    the in-person retail classes: the orderings of docs/calibration.md hold by the targets'
+    margins, and the night and weekend shares lie in their ranges."""
+    from engine_core.fidelity import estimators as est
+    from engine_core.fidelity import load_targets
+    from engine_core.fidelity.scan import WorldFrame, target_aggregates
+    from engine_core.schemas import DEMAND_CLASSES
+
+    p = load_targets().profiles
+    frame = WorldFrame(reference, "baseline", HORIZON_90D, policy.routing.p_virtual_hybrid)
+    target = target_aggregates(frame, np.full(frame.series_zone.size, -1), 1)
+    week = target.class_how[[DEMAND_CLASSES.index(c) for c in p.in_person_classes]].sum(axis=0)
+    margin = 1 + p.peak_margin
+    weekday, saturday = est.hour_shares(week, p.weekdays), est.hour_shares(week, [p.saturday])
+    assert weekday[p.evening_hours].sum() > margin * weekday[p.noon_hours].sum()
+    assert saturday[p.noon_hours].sum() > margin * saturday[p.evening_hours].sum()
+    for day in p.late_days:
+        shares = est.hour_shares(week, [day])
+        assert shares[p.late_hours].mean() > margin * shares[p.late_reference_hours].mean()
+    assert p.night_share[0] <= est.night_share(week, *p.night_hours) <= p.night_share[1]
+    assert p.weekend_share[0] <= est.weekend_share(week) <= p.weekend_share[1]

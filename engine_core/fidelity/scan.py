@@ -1,0 +1,416 @@
+"""Streaming aggregates of one published partition, for the fidelity report.
+
+Every dataset is read one row group at a time with only the columns needed, and folded into
+fixed-size arrays (classes × hours of week, merchants, locations × local days, series ×
+hours of week, a few latent groups × hours), so memory does not grow with the number of
+arrivals. Also the same aggregates of the *target* intensity λ of the world, computed zone by
+zone in chunks of series.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from engine_core.io.files import dataset_files, filesystem_for
+from engine_core.schemas import CALENDAR_ALL_ZONES, DEMAND_CLASSES, HOURS_PER_WEEK
+from engine_core.tz import zoneinfo_from_tzdata
+from engine_core.world.calendar import series_day_multipliers
+from engine_core.world.intensity import Horizon, ZoneClock
+from engine_core.world.model import World
+
+US_PER_S = 1_000_000
+US_PER_HOUR = 3600 * US_PER_S
+US_PER_DAY = 86400 * US_PER_S
+EPOCH_HOUR_OF_WEEK = 72  # 1970-01-01 was a Thursday: hour 72 of a Monday-first week
+SERIES_CHUNK = 256
+Progress = Callable[[str], None]
+
+
+def row_groups(path: str, columns: list[str]) -> Iterator[pa.Table]:
+    """Every row group of every part file under ``path``, ``columns`` only."""
+    fs, _ = filesystem_for(path)
+    for name in dataset_files(path):
+        with fs.open_input_file(name) as handle:
+            pf = pq.ParquetFile(handle)
+            for g in range(pf.metadata.num_row_groups):
+                yield pf.read_row_group(g, columns=columns)
+
+
+def _codes(col: pa.ChunkedArray, lookup: dict[str, int]) -> np.ndarray:
+    """Index in ``lookup`` of each value of a (dictionary) string column; -1 if absent."""
+    arr = col.combine_chunks()
+    if pa.types.is_dictionary(arr.type):
+        dictionary = arr.dictionary.to_pylist()
+        table = np.array([lookup.get(v, -1) for v in dictionary], dtype=np.int64)
+        idx = arr.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        return table[idx]
+    return np.array([lookup.get(v, -1) for v in arr.to_pylist()], dtype=np.int64)
+
+
+def _ts_us(col: pa.ChunkedArray) -> np.ndarray:
+    return col.combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+
+
+# ----------------------------------------------------------------------------- world frame
+@dataclass
+class WorldFrame:
+    """Index arrays of a world over a horizon: series, classes, locations, zones, clocks."""
+
+    world: World
+    scenario: str
+    horizon: Horizon
+    p_virtual_hybrid: float
+    merchant_ids: np.ndarray = field(init=False)  # sorted u64
+    merchant_class: np.ndarray = field(init=False)  # class index per sorted merchant
+    series_class: np.ndarray = field(init=False)
+    series_zone: np.ndarray = field(init=False)  # index into zones
+    series_loc: np.ndarray = field(init=False)  # index into locations
+    series_physical: np.ndarray = field(init=False)  # share of a series' arrivals at sites
+    zones: list[str] = field(init=False)
+    locations: list[tuple[str, str]] = field(init=False)
+    clock: ZoneClock = field(init=False)
+
+    def __post_init__(self) -> None:
+        w = self.world
+        m = w.merchants
+        mid = m.column("merchant_id").to_numpy()
+        order = np.argsort(mid, kind="stable")
+        self.merchant_ids = mid[order]
+        classes = np.array([DEMAND_CLASSES.index(c) for c in m.column("demand_class").to_pylist()])
+        self.merchant_class = classes[order]
+        modes = np.asarray(m.column("virtual_mode").to_pylist(), dtype=object)[order]
+        s = w.series
+        s_mid = s.column("merchant_id").to_numpy()
+        pos = np.searchsorted(self.merchant_ids, s_mid)
+        self.series_class = self.merchant_class[pos]
+        s_mode = modes[pos]
+        self.series_physical = np.where(
+            s_mode == "VIRTUAL_ONLY", 0.0,
+            np.where(s_mode == "HYBRID", 1.0 - self.p_virtual_hybrid, 1.0),
+        )
+        tz = s.column("tzid").to_pylist()
+        cc = s.column("legal_country_iso").to_pylist()
+        self.zones = sorted(set(tz))
+        zone_idx = {z: i for i, z in enumerate(self.zones)}
+        self.series_zone = np.array([zone_idx[z] for z in tz], dtype=np.int64)
+        self.locations = sorted(set(zip(cc, tz, strict=True)))
+        loc_idx = {k: i for i, k in enumerate(self.locations)}
+        self.series_loc = np.array(
+            [loc_idx[k] for k in zip(cc, tz, strict=True)], dtype=np.int64
+        )
+        self.clock = ZoneClock(self.zones, self.horizon)
+
+    @property
+    def n_days(self) -> int:
+        return self.clock.n_days
+
+    def merchant_index(self, merchant_id: np.ndarray) -> np.ndarray:
+        pos = np.searchsorted(self.merchant_ids, merchant_id)
+        pos = np.minimum(pos, self.merchant_ids.size - 1)
+        return np.where(self.merchant_ids[pos] == merchant_id, pos, -1)
+
+    def location_lookup(self) -> dict[str, int]:
+        return {f"{c}|{z}": i for i, (c, z) in enumerate(self.locations)}
+
+    def series_frame(self) -> pl.DataFrame:
+        s = self.world.series
+        return pl.DataFrame(
+            {
+                "merchant_id": s.column("merchant_id").to_numpy(),
+                "legal_country_iso": s.column("legal_country_iso").to_pylist(),
+                "zone_tzid": s.column("tzid").to_pylist(),
+                "channel_group": s.column("channel_group").to_pylist(),
+                "series": np.arange(s.num_rows, dtype=np.int64),
+            }
+        )
+
+    def calendar_flags(self) -> dict[str, np.ndarray]:
+        """Boolean [locations, days] masks of the kinds of calendar day of the scenario:
+        ``payday``, ``bills_due``, ``pre_holiday``, ``holiday`` (nationwide),
+        ``regional_holiday`` (in its zone), ``regional_elsewhere`` (the country's other
+        locations on a regional holiday), ``campaign``, and ``any`` (some row applies)."""
+        n_loc, n_days = len(self.locations), self.n_days
+        kinds = ("payday", "bills_due", "pre_holiday", "holiday", "regional_holiday",
+                 "regional_elsewhere", "campaign", "any")
+        flags = {k: np.zeros((n_loc, n_days), dtype=bool) for k in kinds}
+        cal = self.world.calendar
+        cal = cal.filter(pc.equal(cal.column("scenario_id"), self.scenario))
+        first = self.clock.first_local_day
+        by_country: dict[str, list[int]] = {}
+        for i, (c, _z) in enumerate(self.locations):
+            by_country.setdefault(c, []).append(i)
+        loc_idx = {k: i for i, k in enumerate(self.locations)}
+        rows = zip(
+            cal.column("legal_country_iso").to_pylist(),
+            cal.column("tzid").to_pylist(),
+            cal.column("local_date").cast(pa.int32()).to_pylist(),
+            cal.column("reason").to_pylist(),
+            strict=True,
+        )
+        for country, zone, day, reason in rows:
+            d = day - first
+            if not 0 <= d < n_days or country not in by_country:
+                continue
+            if zone == CALENDAR_ALL_ZONES:
+                locs = by_country[country]
+            elif (country, zone) in loc_idx:
+                locs = [loc_idx[(country, zone)]]
+            else:
+                continue
+            kind = reason.split(":", 1)[0]
+            if kind == "public_holiday":
+                if zone == CALENDAR_ALL_ZONES:
+                    flags["holiday"][locs, d] = True
+                else:
+                    flags["regional_holiday"][locs, d] = True
+                    others = [i for i in by_country[country] if i not in locs]
+                    flags["regional_elsewhere"][others, d] = True
+            elif kind in flags:
+                flags[kind][locs, d] = True
+            flags["any"][locs, d] = True
+        # Where the world has no payday rows at all, the published payday (the last business
+        # day of the month: Monday-Friday, not a public holiday) is where one is looked for.
+        without = [i for i in range(n_loc) if not flags["payday"][i].any()]
+        if without:
+            local_day = first + np.arange(n_days)
+            weekday = (local_day + 3) % 7  # 1970-01-01 was a Thursday
+            month = local_day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+            for i in without:
+                open_day = (weekday < 5) & ~flags["holiday"][i] & ~flags["regional_holiday"][i]
+                for mth in np.unique(month):
+                    days = np.flatnonzero(open_day & (month == mth))
+                    # only months whose last day lies inside the horizon
+                    if days.size and (month[-1] > mth):
+                        flags["payday"][i, days[-1]] = True
+        return flags
+
+
+# ----------------------------------------------------------------------------- target λ
+@dataclass
+class TargetAggregates:
+    class_how: np.ndarray  # [classes, 168] expected physical arrivals by local hour of week
+    loc_day: np.ndarray  # [locations, days] expected physical arrivals, calendar included
+    loc_day_plain: np.ndarray  # the same without calendar effects
+    group_hours: np.ndarray  # [groups, 2, hours] λ of each half of the chosen latent groups
+
+
+def target_aggregates(
+    frame: WorldFrame, member_slot: np.ndarray, n_groups: int, progress: Progress | None = None
+) -> TargetAggregates:
+    """Aggregates of the target intensity λ (no latent factor) over the horizon.
+
+    ``member_slot`` [series]: 2·group + half for the series of the chosen latent groups, −1
+    for the others."""
+    world, horizon, clock = frame.world, frame.horizon, frame.clock
+    s = world.series
+    shape = (s.column("shape").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+             .reshape(-1, HOURS_PER_WEEK))
+    norm = s.column("scale").to_numpy() / shape.sum(axis=1)
+    mult = series_day_multipliers(world, frame.scenario, clock.first_local_date, clock.n_days)
+    n_h, n_days = horizon.n_hours, clock.n_days
+    class_how = np.zeros((len(DEMAND_CLASSES), HOURS_PER_WEEK))
+    loc_day = np.zeros((len(frame.locations), n_days))
+    loc_day_plain = np.zeros_like(loc_day)
+    group_hours = np.zeros((n_groups * 2, n_h))
+    for z, tz in enumerate(frame.zones):
+        how, day = clock.hour_of_week(tz), clock.day_index(tz)
+        rows_all = np.flatnonzero(frame.series_zone == z)
+        how_onehot = np.eye(HOURS_PER_WEEK)[how]
+        day_onehot = np.eye(n_days)[day]
+        for start in range(0, rows_all.size, SERIES_CHUNK):
+            rows = rows_all[start : start + SERIES_CHUNK]
+            plain = norm[rows, None] * shape[rows][:, how]
+            lam = plain * mult[rows][:, day]
+            phys = frame.series_physical[rows, None]
+            np.add.at(class_how, frame.series_class[rows], (lam * phys) @ how_onehot)
+            np.add.at(loc_day, frame.series_loc[rows], (lam * phys) @ day_onehot)
+            np.add.at(loc_day_plain, frame.series_loc[rows], (plain * phys) @ day_onehot)
+            slot = member_slot[rows]
+            if (slot >= 0).any():
+                np.add.at(group_hours, slot[slot >= 0], lam[slot >= 0])
+        if progress:
+            progress(f"target intensity: zone {z + 1}/{len(frame.zones)}")
+    return TargetAggregates(
+        class_how, loc_day, loc_day_plain, group_hours.reshape(n_groups, 2, n_h)
+    )
+
+
+# ----------------------------------------------------------------------------- DST
+@dataclass(frozen=True)
+class Transition:
+    utc_us: int
+    before_us: int  # UTC offset before, µs
+    after_us: int
+
+
+def transitions(tzid: str, start_s: int, end_s: int) -> list[Transition]:
+    """UTC offset changes of ``tzid`` in [start_s, end_s), from Python's zoneinfo over the
+    tzdata package (not the engine's own tables), located to the second by bisection."""
+    zone = zoneinfo_from_tzdata(tzid)
+
+    def offset(t: int) -> int:
+        u = dt.datetime.fromtimestamp(t, dt.UTC).astimezone(zone).utcoffset()
+        return int(u.total_seconds())
+
+    out: list[Transition] = []
+    step = 6 * 3600
+    t, cur = start_s, offset(start_s)
+    while t < end_s:
+        nxt = min(t + step, end_s)
+        off = offset(nxt) if nxt < end_s else cur
+        if off != cur:
+            lo, hi = t, nxt
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if offset(mid) == cur:
+                    lo = mid
+                else:
+                    hi = mid
+            out.append(Transition(hi * US_PER_S, cur * US_PER_S, off * US_PER_S))
+            cur = off
+        t = nxt
+    return out
+
+
+# ----------------------------------------------------------------------------- events
+@dataclass
+class EventAggregates:
+    class_how: np.ndarray  # [classes, 168] physical arrivals by local hour of week
+    merchant_total: np.ndarray  # [merchants (sorted ids)] all arrivals
+    loc_day: np.ndarray  # [locations, days] physical arrivals by local date
+    dst_gap: dict[str, int]  # arrivals whose local time lies in a spring-forward gap
+    dst_fold: dict[str, list[int]]  # per fall-back: [first occurrence, second occurrence]
+    events: int = 0
+
+
+def scan_events(frame: WorldFrame, path: str, progress: Progress | None = None) -> EventAggregates:
+    """One pass over ``arrival_events`` of the partition."""
+    n_cls = len(DEMAND_CLASSES)
+    class_how = np.zeros(n_cls * HOURS_PER_WEEK)
+    merchant_total = np.zeros(frame.merchant_ids.size)
+    loc_day = np.zeros(len(frame.locations) * frame.n_days)
+    first_day = frame.clock.first_local_day
+    start_s = frame.horizon.start_s
+    end_s = start_s + 3600 * frame.horizon.n_hours
+    loc_lookup = frame.location_lookup()
+    tz_trans: dict[str, list[Transition]] = {}
+    gap = {}
+    fold = {}
+    n_events = 0
+    cols = ["merchant_id", "legal_country_iso", "zone_tzid", "ts_utc", "tzid", "ts_local",
+            "is_virtual"]
+    for i, t in enumerate(row_groups(path, cols)):
+        n_events += t.num_rows
+        m = frame.merchant_index(t.column("merchant_id").to_numpy())
+        merchant_total += np.bincount(m[m >= 0], minlength=merchant_total.size)
+        local = _ts_us(t.column("ts_local"))
+        utc = _ts_us(t.column("ts_utc"))
+        phys = ~t.column("is_virtual").to_numpy()
+        cls = frame.merchant_class[np.maximum(m, 0)]
+        how = (np.floor_divide(local, US_PER_HOUR) + EPOCH_HOUR_OF_WEEK) % HOURS_PER_WEEK
+        sel = phys & (m >= 0)
+        class_how += np.bincount(cls[sel] * HOURS_PER_WEEK + how[sel], minlength=class_how.size)
+        cc = t.column("legal_country_iso").combine_chunks().cast(pa.string())
+        zz = t.column("zone_tzid").combine_chunks().cast(pa.string())
+        key = pc.binary_join_element_wise(cc, zz, "|")
+        loc = _codes(pa.chunked_array([key]), loc_lookup)
+        day = np.floor_divide(local, US_PER_DAY) - first_day
+        ok = sel & (loc >= 0) & (day >= 0) & (day < frame.n_days)
+        loc_day += np.bincount(loc[ok] * frame.n_days + day[ok], minlength=loc_day.size)
+        # DST, every arrival in the clock of its own tzid
+        tz_col = t.column("tzid").combine_chunks()
+        names = tz_col.dictionary.to_pylist() if pa.types.is_dictionary(tz_col.type) else None
+        if names is None:
+            tz_col = tz_col.dictionary_encode()
+            names = tz_col.dictionary.to_pylist()
+        codes = tz_col.indices.to_numpy(zero_copy_only=False)
+        offset = local - utc
+        for c, name in enumerate(names):
+            if name not in tz_trans:
+                tz_trans[name] = transitions(name, start_s, end_s)
+            if not tz_trans[name]:
+                continue
+            mine = codes == c
+            lz, oz = local[mine], offset[mine]
+            for tr in tz_trans[name]:
+                when = dt.datetime.fromtimestamp(tr.utc_us // US_PER_S, dt.UTC)
+                label = f"{name}@{when:%Y-%m-%dT%H:%MZ}"
+                lo = tr.utc_us + min(tr.before_us, tr.after_us)
+                hi = tr.utc_us + max(tr.before_us, tr.after_us)
+                inside = (lz >= lo) & (lz < hi)
+                if tr.after_us > tr.before_us:
+                    gap[label] = gap.get(label, 0) + int(inside.sum())
+                else:
+                    f = fold.setdefault(label, [0, 0])
+                    f[0] += int((inside & (oz == tr.before_us)).sum())
+                    f[1] += int((inside & (oz == tr.after_us)).sum())
+        if progress and i % 10 == 0:
+            progress(f"arrival_events: {n_events:,} rows read")
+    return EventAggregates(
+        class_how.reshape(n_cls, HOURS_PER_WEEK), merchant_total,
+        loc_day.reshape(len(frame.locations), frame.n_days), gap, fold, n_events,
+    )
+
+
+# ----------------------------------------------------------------------------- bucket counts
+@dataclass
+class CountAggregates:
+    sum_n: np.ndarray  # [series, 168]
+    sum_n2: np.ndarray
+    weeks: np.ndarray  # [series, 168] buckets of each local hour of week
+    kappa_by_class: object  # estimators.Nb2Moments
+    group_hours: np.ndarray  # [groups, 2, hours] counts of each half of the chosen groups
+
+
+def scan_counts(
+    frame: WorldFrame, path: str, member_slot: np.ndarray, n_groups: int, kappa_mu_min: float,
+    moments: object, progress: Progress | None = None,
+) -> CountAggregates:
+    """One pass over ``bucket_counts`` (rows with N > 0; the zeros are implied)."""
+    n_s = frame.series_zone.size
+    n_h = frame.horizon.n_hours
+    how_of_zone = np.stack([frame.clock.hour_of_week(z) for z in frame.zones]).astype(np.int64)
+    weeks_zone = np.stack(
+        [np.bincount(h, minlength=HOURS_PER_WEEK) for h in how_of_zone]).astype(np.float64)
+    sum_n = np.zeros(n_s * HOURS_PER_WEEK)
+    sum_n2 = np.zeros(n_s * HOURS_PER_WEEK)
+    group_hours = np.zeros(n_groups * 2 * n_h)
+    keys = frame.series_frame()
+    start_us = frame.horizon.start_s * US_PER_S
+    cols = ["merchant_id", "legal_country_iso", "zone_tzid", "channel_group",
+            "bucket_start_utc", "mu", "count", "capped"]
+    for i, t in enumerate(row_groups(path, cols)):
+        df = pl.from_arrow(t).with_columns(
+            pl.col("legal_country_iso", "zone_tzid", "channel_group").cast(pl.String)
+        ).join(keys, on=["merchant_id", "legal_country_iso", "zone_tzid", "channel_group"],
+               how="inner")
+        series = df["series"].to_numpy()
+        bucket = (df["bucket_start_utc"].cast(pl.Int64).to_numpy() - start_us) // US_PER_HOUR
+        n = df["count"].to_numpy().astype(np.float64)
+        mu = df["mu"].to_numpy()
+        ok = (bucket >= 0) & (bucket < n_h)
+        series, bucket, n, mu = series[ok], bucket[ok], n[ok], mu[ok]
+        capped = df["capped"].to_numpy()[ok]
+        how = how_of_zone[frame.series_zone[series], bucket]
+        flat = series * HOURS_PER_WEEK + how
+        sum_n += np.bincount(flat, n, sum_n.size)
+        sum_n2 += np.bincount(flat, n * n, sum_n2.size)
+        k = (mu >= kappa_mu_min) & ~capped
+        moments.add(frame.series_class[series[k]], n[k], mu[k])
+        slot = member_slot[series]
+        g = slot >= 0
+        group_hours += np.bincount(slot[g] * n_h + bucket[g], n[g], group_hours.size)
+        if progress and i % 10 == 0:
+            progress(f"bucket_counts: row group {i + 1}")
+    return CountAggregates(
+        sum_n.reshape(n_s, HOURS_PER_WEEK), sum_n2.reshape(n_s, HOURS_PER_WEEK),
+        weeks_zone[frame.series_zone], moments, group_hours.reshape(n_groups, 2, n_h),
+    )

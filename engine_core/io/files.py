@@ -1,0 +1,20 @@
+"""Published dataset files as a reader outside the engine's store sees them: a local path or a
+URI (``s3://bucket/key?endpoint_override=...``) turned into a filesystem and its part files."""
+
+from __future__ import annotations
+
+import pyarrow.fs as pafs
+
+
+def filesystem_for(path: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in path and not path.startswith("file://"):
+        return pafs.FileSystem.from_uri(path)
+    local = path.removeprefix("file://")
+    return pafs.LocalFileSystem(), local
+
+
+def dataset_files(path: str) -> list[str]:
+    """The Parquet part files of one published dataset partition, in name order."""
+    fs, base = filesystem_for(path)
+    infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+    return sorted(i.path for i in infos if i.is_file and i.path.endswith(".parquet"))
