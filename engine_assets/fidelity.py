@@ -2,6 +2,8 @@
 statistics (docs/calibration.md). Runs after S4 on the published data only; its checks WARN
 and never block (the S5 gate stays the engine's own validation)."""
 
+import hashlib
+import json
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -10,6 +12,7 @@ import dagster as dg
 
 from engine_assets import fidelity_plots
 from engine_assets.asset_keys import FIDELITY_REPORT, GROUP, S4_ARRIVAL_EVENTS
+from engine_assets.conventions import asset_conventions
 from engine_assets.metadata import identity_metadata
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
@@ -66,6 +69,7 @@ def _check_metadata(check: dict[str, Any]) -> dict[str, dg.MetadataValue]:
     deps=[S4_ARRIVAL_EVENTS],
     check_specs=FIDELITY_CHECKS,
     kinds={"json"},
+    **asset_conventions("fidelity"),
     description="Realism of the partition against configs/fidelity.yaml: hour x weekday "
     "profiles, overdispersion, NB2 dispersion, merchant size tail, payday and holiday event "
     "studies, latent co-movement, DST.",
@@ -75,11 +79,11 @@ def fidelity_report_asset(
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     step = StateStep(context, storage, engine)
     core = step.open_or_fail()
-    run_dir = core.storage.uri_for(core.run_root)
+    run_dir = core.store.uri()
     try:
         report = fidelity_report(
-            run_dir, core.config.scenario, step.partition.year, world=core.world,
-            policy=core.policy, progress=context.log.info,
+            run_dir, core.ctx.scenario, step.partition.year, world=core.ctx.world,
+            policy=core.ctx.policy, progress=context.log.info,
         )
     except EngineError as err:
         raise dg.Failure(description=str(err), allow_retries=False) from err
@@ -100,7 +104,10 @@ def fidelity_report_asset(
     }
     md.update(plots)
     md.update(identity_metadata(core))
-    yield dg.MaterializeResult(metadata=md)
+    # the report is computed from the published events alone: its content is its version
+    canonical = json.dumps(report, sort_keys=True, default=str).encode()
+    yield dg.MaterializeResult(
+        metadata=md, data_version=dg.DataVersion(hashlib.sha256(canonical).hexdigest()[:32]))
     for check in report["checks"]:
         yield dg.AssetCheckResult(
             check_name=check["code"].lower(),

@@ -10,11 +10,13 @@ from dagster._core.definitions.data_version import CachingStaleStatusResolver, S
 from dagster._core.loader import LoadingContextForTest
 
 import engine_core
-from engine_assets.asset_keys import ALL_ASSETS, S4_ARRIVAL_EVENTS
+from engine_assets.asset_keys import ALL_ASSETS, FIDELITY_REPORT, S4_ARRIVAL_EVENTS
 from engine_assets.definitions import ENGINE_ASSETS, defs
 from engine_assets.metadata import COLUMN_SCHEMA
 from engine_core import schemas
 from tests.assets.conftest import PARTITION
+
+EVERY_ASSET = {*ALL_ASSETS, FIDELITY_REPORT}
 
 
 def _status(instance, assets, key: str) -> tuple[StaleStatus, list]:
@@ -28,7 +30,7 @@ def _status(instance, assets, key: str) -> tuple[StaleStatus, list]:
 
 def test_every_asset_carries_code_version_owners_and_tags():
     graph = defs.resolve_asset_graph()
-    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == set(ALL_ASSETS)
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == EVERY_ASSET
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.code_version == engine_core.code_version(), key
@@ -44,7 +46,7 @@ def test_materialisations_carry_data_versions_and_described_columns(tiny_run):
     assert result.success
     mats = {e.asset_key.to_user_string(): e.step_materialization_data.materialization
             for e in result.get_asset_materialization_events()}
-    assert set(mats) == set(ALL_ASSETS)
+    assert set(mats) == EVERY_ASSET
     for name, mat in mats.items():
         assert mat.tags.get("dagster/data_version"), name
         assert mat.tags.get("dagster/code_version") == engine_core.code_version(), name

@@ -9,7 +9,7 @@ import pytest
 
 from engine_assets.partitions import engine_partitions
 from engine_assets.resources import AlertSettings, EngineStorage
-from engine_assets.sensors import check_failure_alerts
+from engine_assets.sensors import check_evaluation_records, check_failure_alerts
 
 
 def _spec(name, blocking=False):
@@ -115,9 +115,7 @@ def test_sensor_is_stopped_by_default():
 
 
 def _evaluation_partitions(instance):
-    records = instance.get_event_records(
-        dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
-    )
+    records = check_evaluation_records(instance, None, 1000)
     return {
         r.event_log_entry.dagster_event.event_specific_data.check_name: (
             r.event_log_entry.dagster_event.event_specific_data.partition
