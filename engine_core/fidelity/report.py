@@ -33,8 +33,9 @@ from engine_core.fidelity.scan import (
     target_aggregates,
 )
 from engine_core.fidelity.targets import FidelityTargets, load_targets
-from engine_core.io.files import dataset_files
+from engine_core.io.files import dataset_files, join_path
 from engine_core.schemas import DEMAND_CLASSES
+from engine_core.timebase import US_PER_S
 from engine_core.world import World, load_world
 from engine_core.world.intensity import Horizon, series_kappa
 
@@ -63,7 +64,7 @@ CHECKS: tuple[tuple[str, str], ...] = (
 
 
 def partition_dir(run_dir: str, dataset: str, scenario: str, year: int) -> str:
-    return f"{run_dir.rstrip('/')}/{dataset}/scenario={scenario}/year={year:04d}"
+    return join_path(run_dir, dataset, f"scenario={scenario}", f"year={year:04d}")
 
 
 def _check(code: str, passed: bool | None, value: Any, target: Any, detail: str) -> dict:
@@ -84,7 +85,7 @@ def _horizon(run_dir: str, scenario: str, year: int) -> Horizon:
          row_groups(path, ["bucket_start_utc"])]
     )
     lo, n = int(starts.min()), int(starts.size)
-    return Horizon(dt.datetime.fromtimestamp(lo // 1_000_000, dt.UTC), n)
+    return Horizon(dt.datetime.fromtimestamp(lo // US_PER_S, dt.UTC), n)
 
 
 def _run_identity(run_dir: str, scenario: str, year: int) -> dict[str, Any]:

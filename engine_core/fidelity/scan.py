@@ -21,14 +21,14 @@ import pyarrow.parquet as pq
 
 from engine_core.io.files import dataset_files, filesystem_for
 from engine_core.schemas import CALENDAR_ALL_ZONES, DEMAND_CLASSES, HOURS_PER_WEEK
+from engine_core.timebase import SECONDS_PER_DAY, US_PER_S
 from engine_core.tz import zoneinfo_from_tzdata
 from engine_core.world.calendar import series_day_multipliers
 from engine_core.world.intensity import Horizon, ZoneClock
 from engine_core.world.model import World
 
-US_PER_S = 1_000_000
 US_PER_HOUR = 3600 * US_PER_S
-US_PER_DAY = 86400 * US_PER_S
+US_PER_DAY = SECONDS_PER_DAY * US_PER_S
 EPOCH_HOUR_OF_WEEK = 72  # 1970-01-01 was a Thursday: hour 72 of a Monday-first week
 SERIES_CHUNK = 256
 Progress = Callable[[str], None]

@@ -3,6 +3,8 @@ URI (``s3://bucket/key?endpoint_override=...``) turned into a filesystem and its
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 import pyarrow.fs as pafs
 
 
@@ -18,3 +20,13 @@ def dataset_files(path: str) -> list[str]:
     fs, base = filesystem_for(path)
     infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
     return sorted(i.path for i in infos if i.is_file and i.path.endswith(".parquet"))
+
+
+def join_path(base: str, *parts: str) -> str:
+    """``base/part/...`` for a local path or a URI whose query (an object store's endpoint
+    options) must stay at the end."""
+    split = urlsplit(base)
+    if "://" not in base or not split.query:
+        return "/".join([base.rstrip("/"), *parts])
+    path = "/".join([split.path.rstrip("/"), *parts])
+    return urlunsplit((split.scheme, split.netloc, path, split.query, split.fragment))
