@@ -20,6 +20,7 @@ from engine_assets.metadata import DatasetStats, dataset_stats, png_markdown, st
 from engine_assets.partitions import EnginePartition, partition_of
 from engine_assets.progress import RunProgressReporter
 from engine_assets.resources import EngineSettings, EngineStorage
+from engine_core.cluster import compute_state
 from engine_core.errors import EngineError
 from engine_core.pipeline.run import Run
 from engine_core.pipeline.types import RuleResult, StateResult
@@ -75,6 +76,15 @@ class StateStep:
             raise engine_failure(err) from err
 
     # ------------------------------------------------------------------------- running
+    def compute(self, state: str) -> StateResult:
+        """Run a state: S3 and S4 as shards on the Dask cluster when the engine resource
+        names a scheduler, in process otherwise."""
+        settings = self.settings.cluster_settings()
+        if settings is None:
+            return self.run.state(state)
+        self.context.log.info(f"{state}: merchant shards on the Dask cluster {settings.scheduler}")
+        return compute_state(self.run, state, settings)
+
     def call(self, state: str, fn: Callable[[], T]) -> T:
         """Run a core call, turning an EngineError into a readable step failure."""
         started = time.perf_counter()

@@ -10,13 +10,14 @@ before it republishes anything, so the flag never vouches for data a later run r
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -27,6 +28,9 @@ from engine_core.io.batches import iter_batches
 from engine_core.io.layout import RunLayout
 from engine_core.io.publish import publish_dir, read_json, write_json_atomic
 from engine_core.io.storage import Storage
+
+if TYPE_CHECKING:
+    from engine_core.context import Shard
 
 PASSED_FLAG = "_passed.flag"
 TOTALS = "_totals.json"
@@ -124,18 +128,63 @@ class DatasetStore:
                 write_json_atomic(os.path.join(stage, TOTALS), totals)
         return [f"{self.dataset_path(dataset, year)}/part-00000.parquet"]
 
-    def shard_dir(self, dataset: str, year: int, shard_name: str) -> str:
-        """An empty local directory for one shard's part files, outside every published
-        partition (and outside the staging area, which publishing sweeps): a shard's rows
-        are published only together with the other shards'."""
+    def shard_path(self, dataset: str, year: int, shard_name: str) -> str:
+        """Where one shard's part files live until the partition is published: outside every
+        published partition (and outside the staging area, which publishing sweeps), under
+        the storage root when it is local (so every worker of a cluster sharing the
+        filesystem writes where the coordinator publishes from)."""
         base = (self.storage.join("_shards") if self.storage.is_local
                 else os.path.join(tempfile.gettempdir(), "arrival-shards"))
-        path = os.path.join(base, self.layout.world_fingerprint[:12],
+        return os.path.join(base, self.layout.world_fingerprint[:12],
                             self.layout.parameter_hash[:12], f"seed={self.layout.seed}",
                             dataset, f"scenario={self.scenario}", f"year={year:04d}", shard_name)
+
+    def shard_dir(self, dataset: str, year: int, shard_name: str) -> str:
+        """An empty local directory for one shard's part files (see :meth:`shard_path`): a
+        shard's rows are published only together with the other shards'."""
+        path = self.shard_path(dataset, year, shard_name)
         shutil.rmtree(path, ignore_errors=True)  # a re-run never keeps a part of the last one
         os.makedirs(path)
         return path
+
+    def publish_shards(self, dataset: str, year: int, shards: Sequence[Shard],
+                       merge_totals: Callable[[list[dict[str, Any]]], dict[str, Any]],
+                       discard_in_background: bool = False) -> list[str]:
+        """Publish a partition made of shards' part files, atomically, only when every shard
+        left its totals (a shard writes them last).
+
+        The PASS flag is withdrawn first. Shards are taken in merchant order and their part
+        files renamed ``part-<first merchant index>-<k>.parquet``, so the partition's files
+        in name order are its sort order; the shards' totals are merged by the state's
+        ``merge_totals``. Nothing of the partition changes unless every shard is complete.
+        """
+        ordered = sorted(shards, key=lambda s: s.lo)
+        dirs = [self.shard_path(dataset, year, s.name) for s in ordered]
+        totals = []
+        for shard, d in zip(ordered, dirs, strict=True):
+            path = os.path.join(d, TOTALS)
+            if not os.path.isfile(path):
+                raise EngineError(
+                    "SHARD_INCOMPLETE",
+                    f"shard {shard.name} of {dataset} left no {TOTALS} under {d}; nothing "
+                    "was published: re-run the partition",
+                    table=dataset, key=f"{self.scenario}|{year}|{shard.name}",
+                )
+            with open(path, encoding="utf-8") as fh:
+                totals.append(json.load(fh))
+        self.withdraw_passed_flag(year)
+        names: list[str] = []
+        with self.publishing(dataset, year, discard_in_background) as stage:
+            for shard, d in zip(ordered, dirs, strict=True):
+                parts = sorted(n for n in os.listdir(d) if n.endswith(".parquet"))
+                for k, name in enumerate(parts):
+                    names.append(f"part-{shard.lo:07d}-{k:05d}.parquet")
+                    shutil.move(os.path.join(d, name), os.path.join(stage, names[-1]))
+            write_json_atomic(os.path.join(stage, TOTALS), merge_totals(totals))
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        final = self.dataset_path(dataset, year)
+        return [f"{final}/{n}" for n in names]
 
     # ------------------------------------------------------------------ the PASS flag
     def passed_flag_path(self, year: int) -> str:

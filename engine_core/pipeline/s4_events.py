@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -185,6 +186,16 @@ def _realise_window(ctx: RunContext, store: DatasetStore, w: Window, shard: Shar
                       {"events": n_events, "merchants": len(seq_next), "blocks": blocks,
                        "files": len(names)})
     return n_events, names
+
+
+def merge_totals(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The totals of a partition from its shards' totals (merchants never span shards)."""
+    return {
+        "events": sum(int(p["events"]) for p in parts),
+        "merchants": sum(int(p["merchants"]) for p in parts),
+        "blocks": {f: sum(int(p["blocks"][f]) for p in parts) for f in FAMILIES},
+        "files": sum(int(p["files"]) for p in parts),
+    }
 
 
 def run(ctx: RunContext, store: DatasetStore, progress: ProgressCallback | None = None,
