@@ -9,6 +9,8 @@ the scheduler — in the middle of a shard.
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
 import os
 import signal
@@ -20,11 +22,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 DASK = str(Path(sys.executable).parent / "dask")
 PRELOAD = str(Path(__file__).with_name("pause_preload.py"))
 START_TIMEOUT_S = 60
+YEAR = 2026
+START, END = "2026-03-01", "2026-04-01"
+DATASETS = ("bucket_counts", "arrival_events")
 
 
 def free_port() -> int:
@@ -139,6 +146,47 @@ class DaskCluster:
         if self.scheduler is not None:
             stop(self.scheduler)
         self.workers.clear()
+
+
+def cli_run(root: str, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "engine_core.cli", "run", "--world", "tiny", "--scenario",
+         "baseline", "--start", START, "--end", END, "--out", root, "--quiet", *extra],
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def summary_of(done: subprocess.CompletedProcess) -> dict:
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def partition_files(root: str, dataset: str) -> list[str]:
+    found = glob.glob(os.path.join(root, "*", "*", "seed=42", dataset, "scenario=baseline",
+                                   f"year={YEAR}", "*.parquet"))
+    return sorted(found, key=os.path.basename)
+
+
+def decoded(files: list[str]) -> pa.Table:
+    """The partition in file-name order, dictionary columns decoded (files number their
+    dictionaries independently)."""
+    t = pa.concat_tables([pq.read_table(f) for f in files])
+    return pa.table({f.name: (t.column(f.name).cast(f.type.value_type)
+                              if pa.types.is_dictionary(f.type) else t.column(f.name))
+                     for f in t.schema})
+
+
+def digests(root: str, dataset: str) -> dict[str, str]:
+    return {os.path.basename(f): hashlib.sha256(open(f, "rb").read()).hexdigest()
+            for f in partition_files(root, dataset)}
+
+
+@pytest.fixture(scope="session")
+def in_process(tmp_path_factory) -> str:
+    """The storage root of the in-process run every cluster run is compared with."""
+    root = str(tmp_path_factory.mktemp("in-process") / "data")
+    done = cli_run(root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root
 
 
 @pytest.fixture

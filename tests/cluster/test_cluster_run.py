@@ -9,14 +9,8 @@ in file-name order it equals the in-process partition, every column of every row
 from __future__ import annotations
 
 import glob
-import hashlib
-import json
 import os
-import subprocess
-import sys
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from engine_core.cluster.coordinator import ClusterSettings, compute_state
@@ -24,53 +18,19 @@ from engine_core.cluster.tasks import compute_shard, run_identity
 from engine_core.context import Shard
 from engine_core.errors import EngineError
 from engine_core.pipeline import Run, RunConfig
+from tests.cluster.conftest import (
+    DATASETS,
+    YEAR,
+    cli_run,
+    decoded,
+    digests,
+    partition_files,
+    summary_of,
+)
 from tests.conftest import utc
 
-YEAR = 2026
-START, END = "2026-03-01", "2026-04-01"
-DATASETS = ("bucket_counts", "arrival_events")
 SHARDS = 3
 pytestmark = pytest.mark.timeout(600)
-
-
-def cli_run(root: str, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "engine_core.cli", "run", "--world", "tiny", "--scenario",
-         "baseline", "--start", START, "--end", END, "--out", root, "--quiet", *extra],
-        capture_output=True, text=True, timeout=timeout,
-    )
-
-
-def summary_of(done: subprocess.CompletedProcess) -> dict:
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def partition_files(root: str, dataset: str) -> list[str]:
-    found = glob.glob(os.path.join(root, "*", "*", "seed=42", dataset, "scenario=baseline",
-                                   f"year={YEAR}", "*.parquet"))
-    return sorted(found, key=os.path.basename)
-
-
-def decoded(files: list[str]) -> pa.Table:
-    """The partition in file-name order, dictionary columns decoded (files number their
-    dictionaries independently)."""
-    t = pa.concat_tables([pq.read_table(f) for f in files])
-    return pa.table({f.name: (t.column(f.name).cast(f.type.value_type)
-                              if pa.types.is_dictionary(f.type) else t.column(f.name))
-                     for f in t.schema})
-
-
-def digests(root: str, dataset: str) -> dict[str, str]:
-    return {os.path.basename(f): hashlib.sha256(open(f, "rb").read()).hexdigest()
-            for f in partition_files(root, dataset)}
-
-
-@pytest.fixture(scope="module")
-def in_process(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp("in-process") / "data")
-    done = cli_run(root)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return root
 
 
 def test_cluster_partitions_equal_in_process_and_any_worker_count(
