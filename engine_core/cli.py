@@ -85,7 +85,13 @@ def _progress(update) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     # imported here, not at the top: `world` and `--help` need no Numba
-    from engine_core.cluster import ClusterSettings, compute_state, connect, resolve_scheduler
+    from engine_core.cluster import (
+        ClusterSettings,
+        compute_state,
+        connect,
+        disconnect,
+        resolve_scheduler,
+    )
     from engine_core.pipeline import Run, RunConfig, run_all
 
     if args.threads is not None and args.threads < 1:
@@ -109,7 +115,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         try:
             summary = run_all(run, lambda name: compute_state(run, name, settings, client))
         finally:
-            client.close()
+            disconnect(client)
     if not summary["passed"]:
         print("VALIDATION_FAILED: " + " ".join(summary["failed_rules"]), file=sys.stderr)
     print(json.dumps(summary, sort_keys=True, default=str))

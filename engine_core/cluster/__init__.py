@@ -13,7 +13,9 @@ from engine_core.cluster.coordinator import (
     ClusterSettings,
     compute_state,
     connect,
+    disconnect,
     resolve_scheduler,
 )
 
-__all__ = ["SCHEDULER_ENV", "ClusterSettings", "compute_state", "connect", "resolve_scheduler"]
+__all__ = ["SCHEDULER_ENV", "ClusterSettings", "compute_state", "connect", "disconnect",
+           "resolve_scheduler"]

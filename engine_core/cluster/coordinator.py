@@ -84,6 +84,15 @@ def connect(settings: ClusterSettings) -> Any:
         raise _unavailable(settings, f"cannot be reached ({type(exc).__name__}: {exc})") from exc
 
 
+def disconnect(client: Any, timeout_s: float = 5.0) -> None:
+    """Close a client; quickly when its scheduler is gone (closing would otherwise wait
+    twice the connect timeout for a scheduler that will not answer)."""
+    try:
+        client.close(timeout=timeout_s)
+    except Exception:  # noqa: BLE001 - the run's own outcome is what matters here
+        pass
+
+
 def compute_state(run: Run, state: str, settings: ClusterSettings, client: Any = None
                   ) -> StateResult:
     """Run ``state`` of every window: S3 and S4 as shards on the cluster (published when all
@@ -96,7 +105,7 @@ def compute_state(run: Run, state: str, settings: ClusterSettings, client: Any =
         return _compute_sharded(run, state, settings, client)
     finally:
         if own:
-            client.close()
+            disconnect(client)
 
 
 def _compute_sharded(run: Run, state: str, settings: ClusterSettings, client: Any
