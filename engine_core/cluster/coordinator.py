@@ -10,6 +10,7 @@ timeout fails the state with a coded error and publishes nothing.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -70,18 +71,27 @@ def connect(settings: ClusterSettings) -> Any:
                             tls_client_key=settings.tls_key, require_encryption=True)
     target = settings.scheduler
     is_file = "://" not in target and (target.endswith(".json") or os.path.isfile(target))
+    address = target
+    if is_file:
+        try:
+            with open(target, encoding="utf-8") as fh:
+                address = json.load(fh)["address"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise _unavailable(settings, f"names no readable scheduler file ({exc})") from exc
+    if address.startswith("tls://") and security is None and not _tls_configured():
+        raise _unavailable(settings, "speaks TLS only: give --tls-ca-file, --tls-cert and "
+                           "--tls-key (or the dask TLS configuration)")
     try:
-        if is_file:
-            if not os.path.isfile(target):
-                raise _unavailable(settings, "is a scheduler file that does not exist")
-            return Client(scheduler_file=target, timeout=settings.connect_timeout_s,
-                          security=security, set_as_default=False)
-        return Client(target, timeout=settings.connect_timeout_s, security=security,
+        return Client(address, timeout=settings.connect_timeout_s, security=security,
                       set_as_default=False)
-    except EngineError:
-        raise
-    except (OSError, TimeoutError, ValueError) as exc:
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
         raise _unavailable(settings, f"cannot be reached ({type(exc).__name__}: {exc})") from exc
+
+
+def _tls_configured() -> bool:
+    import dask
+
+    return bool(dask.config.get("distributed.comm.tls.ca-file", None))
 
 
 def disconnect(client: Any, timeout_s: float = 5.0) -> None:
