@@ -23,6 +23,7 @@ from engine_core.errors import EngineError
 from engine_core.pipeline.run import Run
 from engine_core.source_digest import source_digest
 
+DATASETS = {"s3": "bucket_counts", "s4": "arrival_events"}
 IDENTITY_KEYS = ("engine_version", "engine_source", "tzdata_version", "world_fingerprint",
                  "parameter_hash")
 
@@ -88,6 +89,8 @@ def compute_shard(config: RunConfig, identity: dict[str, str], state: str, shard
             f"{type(exc).__name__}: {exc}",
             key=shard.name,
         ) from None
+    for w in run.ctx.windows:  # on an object store: upload, totals last
+        run.store.export_shard(DATASETS[state], w.year, shard.name)
     return {"state": state, "shard": [shard.lo, shard.hi], "rows": res.rows,
             "events": res.events, "files": len(res.paths), "bytes": res.output_bytes,
             "state_s": res.elapsed_s, "task_s": time.perf_counter() - t0,

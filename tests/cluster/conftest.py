@@ -67,6 +67,7 @@ class DaskCluster:
     scheduler: subprocess.Popen | None = None
     workers: list[subprocess.Popen] = field(default_factory=list)
     protocol: str = "tcp"
+    env: dict[str, str] = field(default_factory=dict)  # extra environment of every process
 
     @property
     def scheduler_file(self) -> str:
@@ -81,7 +82,7 @@ class DaskCluster:
         return json.loads(Path(self.scheduler_file).read_text())["address"]
 
     def _spawn(self, args: list[str], log: str) -> subprocess.Popen:
-        env = {**os.environ, "ENGINE_TEST_PAUSE_DIR": str(self.pause_dir),
+        env = {**os.environ, **self.env, "ENGINE_TEST_PAUSE_DIR": str(self.pause_dir),
                "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
         out = open(self.base / log, "ab")  # noqa: SIM115 - the process owns it
         return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -193,8 +194,10 @@ def in_process(tmp_path_factory) -> str:
 def make_cluster(tmp_path_factory) -> Iterator:
     clusters: list[DaskCluster] = []
 
-    def make(workers: int, tls: list[str] | None = None, protocol: str = "tcp") -> DaskCluster:
-        c = DaskCluster(tmp_path_factory.mktemp("dask"), tls or [], protocol=protocol)
+    def make(workers: int, tls: list[str] | None = None, protocol: str = "tcp",
+             env: dict[str, str] | None = None) -> DaskCluster:
+        c = DaskCluster(tmp_path_factory.mktemp("dask"), tls or [], protocol=protocol,
+                        env=env or {})
         clusters.append(c)
         c.start_scheduler()
         c.add_workers(workers)
