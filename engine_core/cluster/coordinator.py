@@ -19,6 +19,7 @@ from typing import Any
 
 from engine_core.cluster.plan import plan_shards
 from engine_core.cluster.tasks import compute_shard, run_identity
+from engine_core.context import Shard
 from engine_core.errors import EngineError
 from engine_core.pipeline import s3_counts, s4_events
 from engine_core.pipeline.progress import ProgressReporter
@@ -136,8 +137,9 @@ def _compute_sharded(run: Run, state: str, settings: ClusterSettings, client: An
     identity = run_identity(ctx)
     tag = uuid.uuid4().hex[:8]
     t_submit = time.perf_counter()
-    futures = [client.submit(compute_shard, config, identity, state, s, pure=False,
-                             key=f"{state}-{s.name}-{tag}") for s in shards]
+    futures = [client.submit(compute_shard, config, identity, state,
+                             Shard(s.lo, s.hi, tag), pure=False, key=f"{state}-{s.name}-{tag}")
+               for s in shards]
     rep = ProgressReporter(run.progress, f"{state}@cluster", len(shards), "shards")
     done: list[dict[str, Any]] = []
     try:
@@ -172,8 +174,10 @@ def _compute_sharded(run: Run, state: str, settings: ClusterSettings, client: An
     t_compute = time.perf_counter() - t_submit
     t_pub = time.perf_counter()
     paths: list[str] = []
+    # publish exactly the attempts that succeeded (an abandoned attempt's files stay apart)
+    attempts = [Shard(*d["shard"], d["attempt"]) for d in done]
     for w in ctx.windows:
-        paths += store.publish_shards(dataset, w.year, shards, merge,
+        paths += store.publish_shards(dataset, w.year, attempts, merge,
                                       discard_in_background=state == "s4")
     publish_s = time.perf_counter() - t_pub
     rows = sum(int(s["rows"]) for s in done)

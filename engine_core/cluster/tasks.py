@@ -13,6 +13,7 @@ import functools
 import os
 import socket
 import time
+import uuid
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -69,9 +70,11 @@ def check_identity(expected: dict[str, str], ctx: RunContext) -> None:
 def compute_shard(config: RunConfig, identity: dict[str, str], state: str, shard: Shard
                   ) -> dict[str, Any]:
     """Run ``state`` (s3 or s4) over ``shard`` into the shard area of the storage root; a
-    summary for the coordinator. Idempotent: a recomputed shard (its worker died) replaces
-    whatever the first attempt left."""
+    summary for the coordinator, naming the attempt whose files to publish. Each attempt
+    writes a directory of its own: a recomputed shard (its worker died or was cut off) never
+    shares files with an earlier attempt that may still be running."""
     t0 = time.perf_counter()
+    shard = Shard(shard.lo, shard.hi, f"{shard.attempt}-{uuid.uuid4().hex[:8]}".lstrip("-"))
     run = _open_run(config)
     check_identity(identity, run.ctx)
     # Numba's thread count is per calling thread: set it in the worker's task thread
@@ -91,7 +94,8 @@ def compute_shard(config: RunConfig, identity: dict[str, str], state: str, shard
         ) from None
     for w in run.ctx.windows:  # on an object store: upload, totals last
         run.store.export_shard(DATASETS[state], w.year, shard.name)
-    return {"state": state, "shard": [shard.lo, shard.hi], "rows": res.rows,
+    return {"state": state, "shard": [shard.lo, shard.hi], "attempt": shard.attempt,
+            "rows": res.rows,
             "events": res.events, "files": len(res.paths), "bytes": res.output_bytes,
             "state_s": res.elapsed_s, "task_s": time.perf_counter() - t0,
             "host": socket.gethostname(), "pid": os.getpid()}

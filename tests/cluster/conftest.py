@@ -132,11 +132,14 @@ class DaskCluster:
         self.pause_dir.mkdir(exist_ok=True)
         (self.pause_dir / "armed").touch()
 
-    def paused_pid(self, timeout_s: float = 120) -> int:
-        """The pid of the worker process that paused in the middle of a shard."""
+    def paused_pid(self, run: subprocess.Popen, timeout_s: float = 120) -> int:
+        """The pid of the worker process that paused in the middle of a shard of ``run``."""
         pid_file = self.pause_dir / "paused"
         deadline = time.monotonic() + timeout_s
         while not pid_file.exists():
+            if run.poll() is not None:
+                raise AssertionError(f"the run ended before a shard paused: "
+                                     f"{run.stderr.read()[-3000:] if run.stderr else ''}")
             assert time.monotonic() < deadline, "no shard paused"
             time.sleep(0.1)
         return int(pid_file.read_text())

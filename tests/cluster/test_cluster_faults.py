@@ -51,7 +51,7 @@ def test_worker_killed_mid_shard_is_recomputed(make_cluster, in_process, tmp_pat
     cluster.arm_pause()
     root = str(tmp_path / "data")
     proc = start_cli(root, cluster.scheduler_file)
-    pid = cluster.paused_pid()
+    pid = cluster.paused_pid(proc)
     # a shard has written a part file and paused: nothing of S4 is published
     assert partition_files(root, "bucket_counts")
     assert not partition_files(root, "arrival_events")
@@ -72,7 +72,7 @@ def test_scheduler_killed_fails_coded_and_a_rerun_succeeds(make_cluster, in_proc
     cluster.arm_pause()
     root = str(tmp_path / "data")
     proc = start_cli(root, cluster.scheduler_file)
-    cluster.paused_pid()
+    cluster.paused_pid(proc)
     os.killpg(cluster.scheduler.pid, signal.SIGKILL)
     t0 = time.monotonic()
     done = finish(proc, timeout=120)
