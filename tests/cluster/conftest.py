@@ -152,11 +152,15 @@ class DaskCluster:
         self.workers.clear()
 
 
-def cli_run(root: str, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def cli_run(root: str, *extra: str, timeout: float = 300, scheduler_env: str = ""
+            ) -> subprocess.CompletedProcess:
+    """`arrival-engine run` of the tiny world's March 2026; ``scheduler_env`` is
+    ENGINE_DASK_SCHEDULER (empty: unset)."""
     return subprocess.run(
         [sys.executable, "-m", "engine_core.cli", "run", "--world", "tiny", "--scenario",
          "baseline", "--start", START, "--end", END, "--out", root, "--quiet", *extra],
         capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "ENGINE_DASK_SCHEDULER": scheduler_env},
     )
 
 

@@ -37,7 +37,8 @@ def test_cluster_partitions_equal_in_process_and_any_worker_count(
         make_cluster, in_process, tmp_path):
     cluster = make_cluster(workers=1)
     one = str(tmp_path / "one-worker")
-    done = cli_run(one, "--scheduler", cluster.scheduler_file, "--shards", str(SHARDS))
+    # the scheduler from the environment (the two-worker run names it with --scheduler)
+    done = cli_run(one, "--shards", str(SHARDS), scheduler_env=cluster.scheduler_file)
     assert done.returncode == 0, done.stderr[-3000:]
     s = summary_of(done)
     assert s["passed"] and not s["failed_rules"]
