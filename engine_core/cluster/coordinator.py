@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from engine_core.cluster.plan import plan_shards
-from engine_core.cluster.tasks import compute_shard, run_identity
-from engine_core.context import Shard
+from engine_core.cluster.tasks import compute_shard, prepare_worker, run_identity
+from engine_core.context import RunConfig, Shard
 from engine_core.errors import EngineError
 from engine_core.pipeline import s3_counts, s4_events
 from engine_core.pipeline.progress import ProgressReporter
@@ -119,6 +119,31 @@ def compute_state(run: Run, state: str, settings: ClusterSettings, client: Any =
             disconnect(client)
 
 
+def _absolute_if_path(value: str | None) -> str | None:
+    """A local file or directory as an absolute path (a worker's working directory is not
+    the coordinator's); presets and URIs unchanged."""
+    if value is None or "://" in value or not os.path.exists(value):
+        return value
+    return os.path.abspath(value)
+
+
+def worker_config(run: Run, settings: ClusterSettings) -> RunConfig:
+    """The run's configuration as workers open it: the storage root, a world directory and
+    a policy file as absolute paths (a worker's working directory is not ours), an object
+    store by its URI; Numba threads of one shard task."""
+    store = run.store
+    root = store.storage.base if store.storage.is_local else store.storage.uri
+    return replace(run.ctx.config, storage_root=root, threads=settings.task_threads,
+                   world=_absolute_if_path(run.ctx.config.world),
+                   policy_path=_absolute_if_path(run.ctx.config.policy_path))
+
+
+def prepare_workers(run: Run, settings: ClusterSettings, client: Any) -> dict[str, float]:
+    """Open the run on every worker now (world, arrays, tz tables, kernels) instead of in
+    its first shard; seconds per worker."""
+    return client.run(prepare_worker, worker_config(run, settings))
+
+
 def _compute_sharded(run: Run, state: str, settings: ClusterSettings, client: Any
                      ) -> StateResult:
     from distributed import as_completed
@@ -130,10 +155,7 @@ def _compute_sharded(run: Run, state: str, settings: ClusterSettings, client: An
         for w in ctx.windows:  # S4 shards read the published counts: fail here, clearly
             store.dataset_files("bucket_counts", w.year)
     shards = plan_shards(ctx, store, state, settings.shards)
-    # workers resolve the root themselves: a local root as an absolute path (their working
-    # directory is not ours), an object store by its URI
-    root = store.storage.base if store.storage.is_local else store.storage.uri
-    config = replace(ctx.config, storage_root=root, threads=settings.task_threads)
+    config = worker_config(run, settings)
     identity = run_identity(ctx)
     tag = uuid.uuid4().hex[:8]
     t_submit = time.perf_counter()

@@ -21,6 +21,7 @@ import numba
 
 from engine_core.context import RunConfig, RunContext, Shard
 from engine_core.errors import EngineError
+from engine_core.pipeline.jit import warm_up_kernels
 from engine_core.pipeline.run import Run
 from engine_core.source_digest import source_digest
 
@@ -65,6 +66,16 @@ def check_identity(expected: dict[str, str], ctx: RunContext) -> None:
             "Install the same engine, tzdata, world and policy on every worker",
             key=",".join(differ),
         )
+
+
+def prepare_worker(config: RunConfig) -> float:
+    """Open ``config``'s run in this worker and build what every shard needs (world arrays,
+    grouping, tz tables, compiled kernels); the seconds it took."""
+    t0 = time.perf_counter()
+    run = _open_run(config)
+    run.ctx.arrays, run.ctx.grouping, run.ctx.tz  # noqa: B018 - built on first use
+    warm_up_kernels()
+    return time.perf_counter() - t0
 
 
 def compute_shard(config: RunConfig, identity: dict[str, str], state: str, shard: Shard
