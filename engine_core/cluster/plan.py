@@ -17,7 +17,7 @@ from engine_core.io.store import DatasetStore
 
 # Work per shard when the caller does not fix the number of shards: a few seconds of one
 # worker thread each, so a lost worker costs little and a cluster stays busy.
-CELLS_PER_SHARD = 50_000_000
+CELLS_PER_SHARD = 10_000_000
 EVENTS_PER_SHARD = 5_000_000
 
 
