@@ -82,10 +82,19 @@ class EngineSettings(dg.ConfigurableResource):
         "from the work's size. Never changes the rows, only how files are cut.",
     )
 
+    tls_ca_file: str | None = Field(
+        default=None, description="CA certificate of the cluster's TLS (tls:// schedulers)."
+    )
+    tls_cert: str | None = Field(default=None, description="This client's TLS certificate.")
+    tls_key: str | None = Field(default=None, description="This client's TLS private key.")
+
     def cluster_settings(self) -> ClusterSettings | None:
         """The cluster a run's S3 and S4 go to; None = compute in process."""
         scheduler = resolve_scheduler(self.scheduler)
-        return None if scheduler is None else ClusterSettings(scheduler, shards=self.shards)
+        if scheduler is None:
+            return None
+        return ClusterSettings(scheduler, shards=self.shards, tls_ca_file=self.tls_ca_file or None,
+                               tls_cert=self.tls_cert or None, tls_key=self.tls_key or None)
 
     def run_config(self, partition: EnginePartition, storage_root: str) -> RunConfig:
         return RunConfig(
