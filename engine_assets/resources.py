@@ -10,6 +10,7 @@ shown by name in the UI); an unset one falls back to the documented default.
     ENGINE_SEED           u64 seed                               default 42
     ENGINE_THREADS        Numba threads                          default all cores
     ENGINE_POLICY         policy YAML                            default configs/policy.yaml
+    ENGINE_DASK_SCHEDULER Dask scheduler address or file         default none (in process)
     ENGINE_ALERT_LOG      JSON-lines alert log                   default <storage root>/alerts.jsonl
     ENGINE_ALERT_WEBHOOK  URL receiving a JSON POST per alert    default none
 """
@@ -23,6 +24,7 @@ import dagster as dg
 from pydantic import Field
 
 from engine_assets.partitions import EnginePartition
+from engine_core.cluster import ClusterSettings, resolve_scheduler
 from engine_core.pipeline.run import Run
 from engine_core.pipeline.types import ProgressCallback, RunConfig
 
@@ -69,6 +71,30 @@ class EngineSettings(dg.ConfigurableResource):
     policy_path: str | None = Field(
         default=None, description="Policy YAML; empty = the shipped configs/policy.yaml."
     )
+
+    scheduler: str | None = Field(
+        default=None,
+        description="Dask scheduler address (tcp://host:8786, tls://...) or scheduler file: "
+        "S3 and S4 run as merchant shards on its workers; empty = in process.",
+    )
+    shards: int | None = Field(
+        default=None, ge=1, description="Merchant shards per state on the cluster; empty = "
+        "from the work's size. Never changes the rows, only how files are cut.",
+    )
+
+    tls_ca_file: str | None = Field(
+        default=None, description="CA certificate of the cluster's TLS (tls:// schedulers)."
+    )
+    tls_cert: str | None = Field(default=None, description="This client's TLS certificate.")
+    tls_key: str | None = Field(default=None, description="This client's TLS private key.")
+
+    def cluster_settings(self) -> ClusterSettings | None:
+        """The cluster a run's S3 and S4 go to; None = compute in process."""
+        scheduler = resolve_scheduler(self.scheduler)
+        if scheduler is None:
+            return None
+        return ClusterSettings(scheduler, shards=self.shards, tls_ca_file=self.tls_ca_file or None,
+                               tls_cert=self.tls_cert or None, tls_key=self.tls_key or None)
 
     def run_config(self, partition: EnginePartition, storage_root: str) -> RunConfig:
         return RunConfig(
@@ -130,6 +156,7 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
             seed=_env_int("ENGINE_SEED", DEFAULT_SEED),
             threads=_env_int("ENGINE_THREADS", None),
             policy_path=_env_str("ENGINE_POLICY", None),
+            scheduler=_env_str("ENGINE_DASK_SCHEDULER", None),
         ),
         "alerts": AlertSettings(
             log_path=_env_str("ENGINE_ALERT_LOG", None),

@@ -42,7 +42,7 @@ def s3_bucket_counts(
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     step = StateStep(context, storage, engine)
     step.open_or_fail()
-    result = step.call("s3", lambda: step.run.state("s3"))
+    result = step.call("s3", lambda: step.compute("s3"))
     path = step.dataset_uri("bucket_counts")
 
     def count_dispersion() -> bytes:

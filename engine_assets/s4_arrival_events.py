@@ -47,7 +47,7 @@ def s4_arrival_events(
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     step = StateStep(context, storage, engine)
     step.open_or_fail()
-    result = step.call("s4", lambda: step.run.state("s4"))
+    result = step.call("s4", lambda: step.compute("s4"))
     path = step.dataset_uri("arrival_events")
     world = step.run.ctx.world
     cached: dict[str, pl.DataFrame] = {}

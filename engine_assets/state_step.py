@@ -32,6 +32,7 @@ from engine_assets.retries import (
     transient_rule_errors,
     transient_rule_failure,
 )
+from engine_core.cluster import compute_state
 from engine_core.errors import EngineError
 from engine_core.pipeline.run import Run
 from engine_core.pipeline.types import RuleResult, StateResult
@@ -87,6 +88,15 @@ class StateStep:
             return self.open()
 
     # ------------------------------------------------------------------------- running
+    def compute(self, state: str) -> StateResult:
+        """Run a state: S3 and S4 as shards on the Dask cluster when the engine resource
+        names a scheduler, in process otherwise."""
+        settings = self.settings.cluster_settings()
+        if settings is None:
+            return self.run.state(state)
+        self.context.log.info(f"{state}: merchant shards on the Dask cluster {settings.scheduler}")
+        return compute_state(self.run, state, settings)
+
     def call(self, state: str, fn: Callable[[], T]) -> T:
         """Run a core call, turning an EngineError into a readable step failure."""
         started = time.perf_counter()

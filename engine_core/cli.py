@@ -1,7 +1,7 @@
 """`arrival-engine`: the engine without Dagster, same code path and output layout.
 
     arrival-engine run --world tiny --scenario baseline --start 2026-01-01 --end 2027-01-01 \
-        --seed 42 --out DIR [--threads N] [--policy FILE]
+        --seed 42 --out DIR [--threads N] [--policy FILE] [--scheduler ADDRESS|FILE]
     arrival-engine world export --preset reference --out DIR
     arrival-engine world check DIR
     arrival-engine fidelity RUN_DIR --scenario S --year Y [--world W] [--policy FILE]
@@ -65,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=None)
     r.add_argument("--policy", default=None, help="policy YAML (default configs/policy.yaml)")
     r.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    r.add_argument("--scheduler", default=None,
+                   help="Dask scheduler address or scheduler file: S3 and S4 run as merchant "
+                   "shards on its workers (default $ENGINE_DASK_SCHEDULER; unset = in process)")
+    r.add_argument("--shards", type=int, default=None,
+                   help="merchant shards per state on the cluster (default: from the work)")
+    r.add_argument("--tls-ca-file", default=None, help="CA of the cluster's TLS certificates")
+    r.add_argument("--tls-cert", default=None, help="this client's TLS certificate")
+    r.add_argument("--tls-key", default=None, help="this client's TLS private key")
     w = sub.add_parser("world", help="export or check a world")
     wsub = w.add_subparsers(dest="world_command", required=True)
     we = wsub.add_parser("export", help="write a preset's tables as Parquet")
@@ -85,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     # imported here, not at the top: `world` and `--help` need no Numba
+    from engine_core.cluster import (
+        ClusterSettings,
+        compute_state,
+        connect,
+        disconnect,
+        resolve_scheduler,
+    )
     from engine_core.console import TerminalProgress, print_summary
     from engine_core.pipeline import STATES, Run, RunConfig, run_all
 
@@ -95,12 +110,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
         end=_parse_ts(args.end), storage_root=args.out, seed=args.seed, threads=args.threads,
         policy_path=args.policy,
     )
+    if args.shards is not None and args.shards < 1:
+        raise EngineError("CLI_USAGE", f"--shards must be >= 1, got {args.shards}")
     started = time.perf_counter()
     progress = None if args.quiet else TerminalProgress(STATES, stream=sys.stderr)
     try:
         run = Run.open(cfg, progress=progress)
         run.store.storage.ensure_writable()
-        summary = run_all(run)
+        scheduler = resolve_scheduler(args.scheduler)
+        if scheduler is None:
+            summary = run_all(run)
+        else:
+            settings = ClusterSettings(scheduler, shards=args.shards,
+                                       tls_ca_file=args.tls_ca_file, tls_cert=args.tls_cert,
+                                       tls_key=args.tls_key)
+            client = connect(settings)
+            try:
+                summary = run_all(run, lambda name: compute_state(run, name, settings, client))
+            finally:
+                disconnect(client)
     finally:
         if progress is not None:
             progress.close()

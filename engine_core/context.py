@@ -71,14 +71,20 @@ class Shard:
 
     lo: int
     hi: int
+    # Names one computation of the shard (a cluster task attempt): its files go to a
+    # directory of their own, so an abandoned attempt never writes into another's.
+    attempt: str = ""
 
     def __post_init__(self) -> None:
         if not 0 <= self.lo <= self.hi:
             raise ValueError(f"shard [{self.lo}, {self.hi}) is not a range of merchant indices")
+        if self.attempt and not self.attempt.replace("-", "").isalnum():
+            raise ValueError(f"shard attempt {self.attempt!r} is not a plain name")
 
     @property
     def name(self) -> str:
-        return f"m{self.lo:07d}-{self.hi:07d}"
+        base = f"m{self.lo:07d}-{self.hi:07d}"
+        return f"{base}.{self.attempt}" if self.attempt else base
 
 
 def cut_horizon(start: dt.datetime, end: dt.datetime, bucket_seconds: int) -> list[Window]:

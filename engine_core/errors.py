@@ -36,6 +36,10 @@ class EngineError(Exception):
         loc = f" [{', '.join(where)}]" if where else ""
         return f"{self.code}: {self.message}{loc}"
 
+    def __reduce__(self):
+        # pickled with its fields (a cluster worker's error reaches the coordinator intact)
+        return (type(self), (self.code, self.message, self.table, self.column, self.key))
+
     def to_dict(self) -> dict:
         return {
             "code": self.code,

@@ -10,13 +10,14 @@ before it republishes anything, so the flag never vouches for data a later run r
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -27,6 +28,9 @@ from engine_core.io.batches import iter_batches
 from engine_core.io.layout import RunLayout
 from engine_core.io.publish import publish_dir, read_json, write_json_atomic
 from engine_core.io.storage import Storage
+
+if TYPE_CHECKING:
+    from engine_core.context import Shard
 
 PASSED_FLAG = "_passed.flag"
 TOTALS = "_totals.json"
@@ -124,18 +128,126 @@ class DatasetStore:
                 write_json_atomic(os.path.join(stage, TOTALS), totals)
         return [f"{self.dataset_path(dataset, year)}/part-00000.parquet"]
 
-    def shard_dir(self, dataset: str, year: int, shard_name: str) -> str:
-        """An empty local directory for one shard's part files, outside every published
-        partition (and outside the staging area, which publishing sweeps): a shard's rows
-        are published only together with the other shards'."""
+    def shard_path(self, dataset: str, year: int, shard_name: str) -> str:
+        """Where one shard's part files live until the partition is published: outside every
+        published partition (and outside the staging area, which publishing sweeps), under
+        the storage root when it is local (so every worker of a cluster sharing the
+        filesystem writes where the coordinator publishes from)."""
         base = (self.storage.join("_shards") if self.storage.is_local
                 else os.path.join(tempfile.gettempdir(), "arrival-shards"))
-        path = os.path.join(base, self.layout.world_fingerprint[:12],
+        return os.path.join(base, self.layout.world_fingerprint[:12],
                             self.layout.parameter_hash[:12], f"seed={self.layout.seed}",
                             dataset, f"scenario={self.scenario}", f"year={year:04d}", shard_name)
+
+    def shard_dir(self, dataset: str, year: int, shard_name: str) -> str:
+        """An empty local directory for one shard's part files (see :meth:`shard_path`): a
+        shard's rows are published only together with the other shards'."""
+        path = self.shard_path(dataset, year, shard_name)
         shutil.rmtree(path, ignore_errors=True)  # a re-run never keeps a part of the last one
         os.makedirs(path)
         return path
+
+    def shard_object_dir(self, dataset: str, year: int, shard_name: str) -> str:
+        """Where a finished shard waits on an object-store root (workers on other hosts
+        cannot reach each other's local disks)."""
+        return "/".join([self.storage.join("_shards"), self.layout.world_fingerprint[:12],
+                         self.layout.parameter_hash[:12], f"seed={self.layout.seed}", dataset,
+                         f"scenario={self.scenario}", f"year={year:04d}", shard_name])
+
+    def export_shard(self, dataset: str, year: int, shard_name: str) -> None:
+        """Make a finished shard visible to the coordinator: on a local root it already is;
+        on an object store its part files are uploaded, then its totals (last: a shard
+        without them is incomplete), and the local copy is dropped."""
+        if self.storage.is_local:
+            return
+        local = self.shard_path(dataset, year, shard_name)
+        remote = self.shard_object_dir(dataset, year, shard_name)
+        fs = self.storage.fs
+        try:
+            fs.delete_dir_contents(remote, missing_dir_ok=True)
+            names = sorted(n for n in os.listdir(local) if n != TOTALS)
+            for name in [*names, TOTALS]:
+                with (open(os.path.join(local, name), "rb") as src,
+                      fs.open_output_stream(f"{remote}/{name}") as dst):
+                    shutil.copyfileobj(src, dst, 8 << 20)
+        except OSError as exc:
+            raise EngineError(
+                "STORAGE_WRITE_FAILED",
+                f"could not upload shard {shard_name} of {dataset} to {remote}: {exc}; nothing "
+                "was published, re-run the partition",
+                table=dataset, key=remote,
+            ) from exc
+        shutil.rmtree(local, ignore_errors=True)
+
+    def _shard_totals(self, dataset: str, year: int, shard: Shard) -> dict[str, Any]:
+        if self.storage.is_local:
+            path = os.path.join(self.shard_path(dataset, year, shard.name), TOTALS)
+            found = os.path.isfile(path)
+        else:
+            path = f"{self.shard_object_dir(dataset, year, shard.name)}/{TOTALS}"
+            found = self.storage.exists(path)
+        if not found:
+            raise EngineError(
+                "SHARD_INCOMPLETE",
+                f"shard {shard.name} of {dataset} left no {TOTALS} at {path}; nothing was "
+                "published: re-run the partition",
+                table=dataset, key=f"{self.scenario}|{year}|{shard.name}",
+            )
+        if self.storage.is_local:
+            with open(path, encoding="utf-8") as fh:
+                return json.load(fh)
+        return read_json(self.storage, path)
+
+    def _take_shard_parts(self, dataset: str, year: int, shard: Shard, stage: str
+                          ) -> list[str]:
+        """Move (local root) or download (object store) a shard's part files into the
+        stage, renamed ``part-<shard.lo>-<k>.parquet``; the new names."""
+        names = []
+        if self.storage.is_local:
+            d = self.shard_path(dataset, year, shard.name)
+            for k, name in enumerate(sorted(n for n in os.listdir(d) if n.endswith(".parquet"))):
+                names.append(f"part-{shard.lo:07d}-{k:05d}.parquet")
+                shutil.move(os.path.join(d, name), os.path.join(stage, names[-1]))
+            return names
+        remote = self.shard_object_dir(dataset, year, shard.name)
+        infos = self.storage.fs.get_file_info(FileSelector(remote))
+        parts = sorted(i.base_name for i in infos if i.base_name.endswith(".parquet"))
+        for k, name in enumerate(parts):
+            names.append(f"part-{shard.lo:07d}-{k:05d}.parquet")
+            with (self.storage.fs.open_input_stream(f"{remote}/{name}") as src,
+                  open(os.path.join(stage, names[-1]), "wb") as dst):
+                shutil.copyfileobj(src, dst, 8 << 20)
+        return names
+
+    def _drop_shard(self, dataset: str, year: int, shard: Shard) -> None:
+        if self.storage.is_local:
+            shutil.rmtree(self.shard_path(dataset, year, shard.name), ignore_errors=True)
+        else:
+            self.storage.fs.delete_dir(self.shard_object_dir(dataset, year, shard.name))
+
+    def publish_shards(self, dataset: str, year: int, shards: Sequence[Shard],
+                       merge_totals: Callable[[list[dict[str, Any]]], dict[str, Any]],
+                       discard_in_background: bool = False) -> list[str]:
+        """Publish a partition made of shards' part files, atomically, only when every shard
+        left its totals (a shard writes them last).
+
+        The PASS flag is withdrawn first. Shards are taken in merchant order and their part
+        files renamed ``part-<first merchant index>-<k>.parquet``, so the partition's files
+        in name order are its sort order; the shards' totals are merged by the state's
+        ``merge_totals``. Nothing of the partition changes unless every shard is complete.
+        """
+        ordered = sorted(shards, key=lambda s: s.lo)
+        totals = [self._shard_totals(dataset, year, s) for s in ordered]
+        self.withdraw_passed_flag(year)
+        names: list[str] = []
+        with self.publishing(dataset, year, discard_in_background) as stage:
+            for shard in ordered:
+                names += self._take_shard_parts(dataset, year, shard, stage)
+            write_json_atomic(os.path.join(stage, TOTALS), merge_totals(totals))
+        for shard in ordered:
+            self._drop_shard(dataset, year, shard)
+        final = self.dataset_path(dataset, year)
+        return [f"{final}/{n}" for n in names]
 
     # ------------------------------------------------------------------ the PASS flag
     def passed_flag_path(self, year: int) -> str:

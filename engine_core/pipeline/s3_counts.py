@@ -123,6 +123,17 @@ def _sample_window(ctx: RunContext, store: DatasetStore, w: Window, keys: np.nda
     return totals
 
 
+def merge_totals(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The totals of a partition from its shards' totals (in merchant order): counts add,
+    the window's bucket count is shared."""
+    out: dict[str, Any] = {k: (0.0 if isinstance(v, float) else 0) for k, v in parts[0].items()}
+    for part in parts:
+        for k, v in part.items():
+            out[k] += v
+    out["buckets"] = parts[0]["buckets"]
+    return out
+
+
 def run(ctx: RunContext, store: DatasetStore, progress: ProgressCallback | None = None,
         shard: Shard | None = None) -> StateResult:
     """Publish the counts of every window; over a shard, write the shard's rows (and its

@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -57,6 +58,22 @@ def group_boundary_at_or_after(t: pa.Table, i: int) -> int:
     return i + int(hit[0]) if len(hit) else n
 
 
+def _row_groups_of(pf: pq.ParquetFile, bounds: tuple[int, int] | None) -> list[int]:
+    """The row groups that may hold merchants in ``bounds`` (all without bounds or
+    statistics): a shard reads its own merchants' counts, not the whole partition."""
+    meta = pf.metadata
+    every = list(range(meta.num_row_groups))
+    if bounds is None:
+        return every
+    col = pf.schema_arrow.get_field_index("merchant_id")
+    keep = []
+    for i in every:
+        st = meta.row_group(i).column(col).statistics
+        if st is None or not st.has_min_max or (st.max >= bounds[0] and st.min <= bounds[1]):
+            keep.append(i)
+    return keep
+
+
 def count_chunks(ctx: RunContext, store: DatasetStore, w: Window, shard: Shard | None
                  ) -> Iterator[pa.Table]:
     """S3 rows in order (of the shard's merchants), cut at (merchant, bucket) boundaries into
@@ -66,7 +83,11 @@ def count_chunks(ctx: RunContext, store: DatasetStore, w: Window, shard: Shard |
     carry: pa.Table | None = None
     for f in store.dataset_files("bucket_counts", w.year):
         pf = pq.ParquetFile(f, filesystem=store.storage.fs)
-        for rb in pf.iter_batches(batch_size=1 << 16, columns=_COUNT_COLUMNS):
+        groups = _row_groups_of(pf, bounds)
+        if not groups:
+            continue
+        for rb in pf.iter_batches(batch_size=1 << 16, columns=_COUNT_COLUMNS,
+                                  row_groups=groups):
             t = pa.Table.from_batches([rb])
             if bounds is not None:
                 mid = t.column("merchant_id").to_numpy()
@@ -185,6 +206,16 @@ def _realise_window(ctx: RunContext, store: DatasetStore, w: Window, shard: Shar
                       {"events": n_events, "merchants": len(seq_next), "blocks": blocks,
                        "files": len(names)})
     return n_events, names
+
+
+def merge_totals(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The totals of a partition from its shards' totals (merchants never span shards)."""
+    return {
+        "events": sum(int(p["events"]) for p in parts),
+        "merchants": sum(int(p["merchants"]) for p in parts),
+        "blocks": {f: sum(int(p["blocks"][f]) for p in parts) for f in FAMILIES},
+        "files": sum(int(p["files"]) for p in parts),
+    }
 
 
 def run(ctx: RunContext, store: DatasetStore, progress: ProgressCallback | None = None,

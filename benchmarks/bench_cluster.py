@@ -1,0 +1,178 @@
+"""Benchmark of S3 + S4 (+ the S4 rules) on a Dask cluster against the in-process run.
+
+    .venv/bin/python benchmarks/bench_cluster.py --world reference --start 2026-01-01 \
+        --end 2026-04-01 [--out DIR] [--shards N] [--json PATH]
+    .venv/bin/python benchmarks/bench_cluster.py --overhead      # tiny partitions only
+
+It prepares S1/S2 once in process, then times, over the same storage root:
+
+- ``in-process``: S3, S4, the S4 rules with 2 Numba threads (as `arrival-engine run` does);
+- ``cluster-1`` and ``cluster-2``: a real ``dask scheduler`` and 1 or 2 ``dask worker``
+  processes on 127.0.0.1, each worker pinned to its own core (CPU affinity, inherited by its
+  Numba and writer threads) with ``--nthreads 1``; S3 and S4 as merchant shards, the S4 rules
+  on the coordinator over the published partition;
+
+and prints the speed-up of 2 workers over 1 and the cluster's wall against the in-process
+wall. ``--overhead`` runs tiny-world partitions of one day on 2 workers and reports
+per-shard time, publish time and scheduler overhead (state wall − slowest shard − publish).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from engine_core.cluster.coordinator import (
+    ClusterSettings,
+    compute_state,
+    connect,
+    disconnect,
+    prepare_workers,
+)
+from engine_core.pipeline import Run, RunConfig
+
+DASK = str(Path(sys.executable).parent / "dask")
+
+
+class LocalCluster:
+    """``dask scheduler`` + ``workers`` ``dask worker`` processes, worker i pinned to core i."""
+
+    def __init__(self, workers: int, base: Path) -> None:
+        self.base, self.n = base, workers
+        self.sched_file = str(base / "scheduler.json")
+        self.procs: list[subprocess.Popen] = []
+
+    def __enter__(self) -> LocalCluster:
+        log = open(self.base / "cluster.log", "ab")  # noqa: SIM115
+        self.procs.append(subprocess.Popen(
+            [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+             "--scheduler-file", self.sched_file],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        while not os.path.exists(self.sched_file):
+            time.sleep(0.2)
+        ncpu = os.cpu_count() or 1
+        for i in range(self.n):
+            core = i % ncpu
+            self.procs.append(subprocess.Popen(
+                [DASK, "worker", "--scheduler-file", self.sched_file, "--nthreads", "1",
+                 "--host", "127.0.0.1", "--no-dashboard", "--memory-limit", "0"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=lambda core=core: os.sched_setaffinity(0, {core})))
+        client = connect(ClusterSettings(self.sched_file))
+        client.wait_for_workers(self.n, timeout=120)
+        self.client = client
+        return self
+
+    def __exit__(self, *exc) -> None:
+        disconnect(self.client)
+        for p in reversed(self.procs):
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(15)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+def _config(args: argparse.Namespace, root: str, threads: int | None) -> RunConfig:
+    def ts(text: str) -> dt.datetime:
+        return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+
+    return RunConfig(world=args.world, scenario=args.scenario, start=ts(args.start),
+                     end=ts(args.end), storage_root=root, seed=args.seed, threads=threads)
+
+
+def time_variant(run: Run, cluster: LocalCluster | None, shards: int | None) -> dict:
+    out: dict = {}
+    if cluster is not None:  # steady state: every worker has opened the run (reported apart)
+        t = time.perf_counter()
+        prepare_workers(run, ClusterSettings(cluster.sched_file), cluster.client)
+        out["prepare_workers_s"] = round(time.perf_counter() - t, 3)
+    t0 = time.perf_counter()
+    for state in ("s3", "s4"):
+        t = time.perf_counter()
+        if cluster is None:
+            res = run.state(state)
+        else:
+            res = compute_state(run, state, ClusterSettings(cluster.sched_file, shards=shards),
+                                cluster.client)
+        out[state] = {"wall_s": round(time.perf_counter() - t, 3), "rows": res.rows,
+                      **{k: v for k, v in res.metrics.items()
+                         if k in ("shards", "publish_s", "shard_s_max", "shard_s_sum",
+                                  "cluster_s")}}
+    t = time.perf_counter()
+    rules = run.check("s4", remember=False)
+    out["s4_rules"] = {"wall_s": round(time.perf_counter() - t, 3),
+                       "passed": all(r.passed for r in rules)}
+    out["compute_wall_s"] = round(out["s3"]["wall_s"] + out["s4"]["wall_s"], 3)
+    out["wall_s"] = round(time.perf_counter() - t0, 3)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--world", default="reference")
+    p.add_argument("--scenario", default="baseline")
+    p.add_argument("--start", default="2026-01-01")
+    p.add_argument("--end", default="2026-04-01")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--shards", type=int, default=None)
+    p.add_argument("--out", default=None)
+    p.add_argument("--json", default=None)
+    p.add_argument("--overhead", action="store_true",
+                   help="tiny world, one-day partitions, 2 workers: overheads only")
+    p.add_argument("--partitions", type=int, default=5, help="with --overhead")
+    args = p.parse_args(argv)
+    base = Path(args.out or tempfile.mkdtemp(prefix="bench-cluster-"))
+    base.mkdir(parents=True, exist_ok=True)
+    result: dict = {"world": args.world, "start": args.start, "end": args.end,
+                    "cpus": os.cpu_count()}
+    if args.overhead:
+        args.world = "tiny"
+        rows = []
+        with LocalCluster(2, base) as cluster:
+            for k in range(args.partitions):
+                day = dt.date(2026, 3, 1) + dt.timedelta(days=k)
+                args.start, args.end = str(day), str(day + dt.timedelta(days=1))
+                run = Run.open(_config(args, str(base / "data"), 2))
+                for state in ("world", "s1", "s2"):
+                    run.state(state)
+                v = time_variant(run, cluster, args.shards or 2)
+                for state in ("s3", "s4"):
+                    s = v[state]
+                    rows.append({"day": args.start, "state": state, "wall_s": s["wall_s"],
+                                 "shards": s["shards"], "shard_s_max": round(s["shard_s_max"], 3),
+                                 "publish_s": round(s["publish_s"], 3),
+                                 "scheduler_overhead_s": round(
+                                     s["wall_s"] - s["shard_s_max"] - s["publish_s"], 3)})
+        result["overhead"] = rows
+    else:
+        root = str(base / "data")
+        run = Run.open(_config(args, root, 2))
+        for state in ("world", "s1", "s2"):
+            run.state(state)
+        result["in_process_2_threads"] = time_variant(run, None, None)
+        for n in (1, 2):
+            (base / f"c{n}").mkdir(exist_ok=True)
+            with LocalCluster(n, base / f"c{n}") as cluster:
+                result[f"cluster_{n}"] = time_variant(run, cluster, args.shards)
+        c1, c2 = result["cluster_1"], result["cluster_2"]
+        ip = result["in_process_2_threads"]
+        result["speedup_2_over_1"] = round(c1["compute_wall_s"] / c2["compute_wall_s"], 3)
+        result["cluster_2_over_in_process"] = round(c2["wall_s"] / ip["wall_s"], 3)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

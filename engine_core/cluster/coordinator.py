@@ -1,0 +1,216 @@
+"""The coordinator: connect to a Dask scheduler, submit a state's shards, wait, publish.
+
+A run's S3 and S4 become one task per merchant shard (engine_core/cluster/plan.py); workers
+write the shards' part files into the storage root's shard area; when every shard of the
+state has succeeded the coordinator publishes each window's partition atomically
+(``DatasetStore.publish_shards``). A worker that dies mid-shard is replaced by the scheduler
+and the shard recomputed (shards are idempotent); any failed shard, a lost scheduler or a
+timeout fails the state with a coded error and publishes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, replace
+from typing import Any
+
+from engine_core.cluster.plan import plan_shards
+from engine_core.cluster.tasks import compute_shard, prepare_worker, run_identity
+from engine_core.context import RunConfig, Shard
+from engine_core.errors import EngineError
+from engine_core.pipeline import s3_counts, s4_events
+from engine_core.pipeline.progress import ProgressReporter
+from engine_core.pipeline.run import Run
+from engine_core.pipeline.types import StateResult
+
+SCHEDULER_ENV = "ENGINE_DASK_SCHEDULER"
+SHARDED = {"s3": ("bucket_counts", s3_counts.merge_totals),
+           "s4": ("arrival_events", s4_events.merge_totals)}
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Where the scheduler is and how the run uses the cluster."""
+
+    scheduler: str  # tcp://host:port, tls://host:port, or a scheduler file (JSON)
+    shards: int | None = None  # shards per state; None = from the work's size
+    task_threads: int = 1  # Numba threads of one shard task (match `dask worker --nthreads`)
+    connect_timeout_s: float = 30.0
+    state_timeout_s: float = 6 * 3600.0
+    tls_ca_file: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+
+def resolve_scheduler(given: str | None) -> str | None:
+    """The scheduler given on the command line or in the resource, else ENGINE_DASK_SCHEDULER;
+    None (or empty) means: compute in process."""
+    return given or os.environ.get(SCHEDULER_ENV) or None
+
+
+def _unavailable(settings: ClusterSettings, why: str) -> EngineError:
+    return EngineError(
+        "CLUSTER_UNAVAILABLE",
+        f"Dask scheduler {settings.scheduler} {why}; nothing was published. Start the "
+        f"scheduler and workers (docs/operations.md) or unset {SCHEDULER_ENV} to compute in "
+        "process, then re-run",
+        key=settings.scheduler,
+    )
+
+
+def connect(settings: ClusterSettings) -> Any:
+    """A ``distributed.Client`` of the scheduler (address or scheduler file)."""
+    from distributed import Client
+    from distributed.security import Security
+
+    security = None
+    if settings.tls_ca_file or settings.tls_cert or settings.tls_key:
+        security = Security(tls_ca_file=settings.tls_ca_file, tls_client_cert=settings.tls_cert,
+                            tls_client_key=settings.tls_key, require_encryption=True)
+    target = settings.scheduler
+    is_file = "://" not in target and (target.endswith(".json") or os.path.isfile(target))
+    address = target
+    if is_file:
+        try:
+            with open(target, encoding="utf-8") as fh:
+                address = json.load(fh)["address"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise _unavailable(settings, f"names no readable scheduler file ({exc})") from exc
+    if address.startswith("tls://") and security is None and not _tls_configured():
+        raise _unavailable(settings, "speaks TLS only: give --tls-ca-file, --tls-cert and "
+                           "--tls-key (or the dask TLS configuration)")
+    try:
+        return Client(address, timeout=settings.connect_timeout_s, security=security,
+                      set_as_default=False)
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        raise _unavailable(settings, f"cannot be reached ({type(exc).__name__}: {exc})") from exc
+
+
+def _tls_configured() -> bool:
+    import dask
+
+    return bool(dask.config.get("distributed.comm.tls.ca-file", None))
+
+
+def disconnect(client: Any, timeout_s: float = 5.0) -> None:
+    """Close a client; quickly when its scheduler is gone (closing would otherwise wait
+    twice the connect timeout for a scheduler that will not answer)."""
+    try:
+        client.close(timeout=timeout_s)
+    except Exception:  # noqa: BLE001 - the run's own outcome is what matters here
+        pass
+
+
+def compute_state(run: Run, state: str, settings: ClusterSettings, client: Any = None
+                  ) -> StateResult:
+    """Run ``state`` of every window: S3 and S4 as shards on the cluster (published when all
+    succeeded), every other state in process."""
+    if state not in SHARDED:
+        return run.state(state)
+    own = client is None
+    client = connect(settings) if own else client
+    try:
+        return _compute_sharded(run, state, settings, client)
+    finally:
+        if own:
+            disconnect(client)
+
+
+def _absolute_if_path(value: str | None) -> str | None:
+    """A local file or directory as an absolute path (a worker's working directory is not
+    the coordinator's); presets and URIs unchanged."""
+    if value is None or "://" in value or not os.path.exists(value):
+        return value
+    return os.path.abspath(value)
+
+
+def worker_config(run: Run, settings: ClusterSettings) -> RunConfig:
+    """The run's configuration as workers open it: the storage root, a world directory and
+    a policy file as absolute paths (a worker's working directory is not ours), an object
+    store by its URI; Numba threads of one shard task."""
+    store = run.store
+    root = store.storage.base if store.storage.is_local else store.storage.uri
+    return replace(run.ctx.config, storage_root=root, threads=settings.task_threads,
+                   world=_absolute_if_path(run.ctx.config.world),
+                   policy_path=_absolute_if_path(run.ctx.config.policy_path))
+
+
+def prepare_workers(run: Run, settings: ClusterSettings, client: Any) -> dict[str, float]:
+    """Open the run on every worker now (world, arrays, tz tables, kernels) instead of in
+    its first shard; seconds per worker."""
+    return client.run(prepare_worker, worker_config(run, settings))
+
+
+def _compute_sharded(run: Run, state: str, settings: ClusterSettings, client: Any
+                     ) -> StateResult:
+    from distributed import as_completed
+
+    t0 = time.perf_counter()
+    dataset, merge = SHARDED[state]
+    ctx, store = run.ctx, run.store
+    if state == "s4":
+        for w in ctx.windows:  # S4 shards read the published counts: fail here, clearly
+            store.dataset_files("bucket_counts", w.year)
+    shards = plan_shards(ctx, store, state, settings.shards)
+    config = worker_config(run, settings)
+    identity = run_identity(ctx)
+    tag = uuid.uuid4().hex[:8]
+    t_submit = time.perf_counter()
+    futures = [client.submit(compute_shard, config, identity, state,
+                             Shard(s.lo, s.hi, tag), pure=False, key=f"{state}-{s.name}-{tag}")
+               for s in shards]
+    rep = ProgressReporter(run.progress, f"{state}@cluster", len(shards), "shards")
+    done: list[dict[str, Any]] = []
+    try:
+        for fut, summary in as_completed(futures, with_results=True, loop=client.loop,
+                                         timeout=settings.state_timeout_s):
+            if fut.status == "cancelled":  # nobody here cancelled it: the scheduler is gone
+                raise _unavailable(settings, f"was lost while {state} shards ran ({summary})")
+            done.append(summary)
+            rep.update(len(done))
+    except EngineError:
+        client.cancel(futures)
+        raise
+    except TimeoutError as exc:
+        client.cancel(futures)
+        raise EngineError(
+            "CLUSTER_TIMEOUT",
+            f"{state} shards did not finish within {settings.state_timeout_s:.0f} s on "
+            f"{settings.scheduler} (no workers, or workers too slow); nothing was published",
+            key=settings.scheduler,
+        ) from exc
+    except Exception as exc:  # a worker's own error (KilledWorker, MemoryError ...)
+        if client.status not in ("running", "connecting"):
+            raise _unavailable(settings, f"was lost while {state} shards ran ({exc})") from exc
+        client.cancel(futures)
+        raise EngineError(
+            "CLUSTER_TASK_FAILED",
+            f"a {state} shard failed on the cluster: {type(exc).__name__}: {exc}; nothing "
+            "was published",
+            key=settings.scheduler,
+        ) from exc
+    rep.finish()
+    t_compute = time.perf_counter() - t_submit
+    t_pub = time.perf_counter()
+    paths: list[str] = []
+    # publish exactly the attempts that succeeded (an abandoned attempt's files stay apart)
+    attempts = [Shard(*d["shard"], d["attempt"]) for d in done]
+    for w in ctx.windows:
+        paths += store.publish_shards(dataset, w.year, attempts, merge,
+                                      discard_in_background=state == "s4")
+    publish_s = time.perf_counter() - t_pub
+    rows = sum(int(s["rows"]) for s in done)
+    events = sum(int(s["events"] or 0) for s in done)
+    shard_s = sorted(float(s["task_s"]) for s in done)
+    return StateResult(
+        state=state, rows=rows, events=events, elapsed_s=time.perf_counter() - t0,
+        output_bytes=store.file_bytes(paths), paths=paths,
+        metrics={"shards": len(shards), "cluster_s": t_compute, "publish_s": publish_s,
+                 "shard_s_max": shard_s[-1] if shard_s else 0.0,
+                 "shard_s_sum": sum(shard_s),
+                 "workers": sorted({f"{s['host']}:{s['pid']}" for s in done}),
+                 "scheduler": settings.scheduler},
+    )
