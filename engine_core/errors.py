@@ -23,7 +23,9 @@ class EngineError(Exception):
         self.table = table
         self.column = column
         self.key = key
-        super().__init__(self.__str__())
+        # the fields are the exception's args, so it pickles (a cluster worker's error reaches
+        # the coordinator) and re-raises with them intact; str() still gives the message
+        super().__init__(code, message, table, column, key)
 
     def __str__(self) -> str:
         where = []
@@ -35,10 +37,6 @@ class EngineError(Exception):
             where.append(f"key={self.key!r}")
         loc = f" [{', '.join(where)}]" if where else ""
         return f"{self.code}: {self.message}{loc}"
-
-    def __reduce__(self):
-        # pickled with its fields (a cluster worker's error reaches the coordinator intact)
-        return (type(self), (self.code, self.message, self.table, self.column, self.key))
 
     def to_dict(self) -> dict:
         return {
