@@ -14,7 +14,7 @@ import hashlib
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -31,6 +31,8 @@ from pydantic import (
 
 from engine_core.errors import EngineError
 from engine_core.timebase import SECONDS_PER_DAY
+
+_M = TypeVar("_M", bound=BaseModel)
 
 # configs/ installs as engine_core.configs: the policy and presets travel with the package
 CONFIG_DIR: Path = Path(str(resources.files("engine_core.configs")))
@@ -269,12 +271,19 @@ def load_policy(path: str | Path | None = None) -> Policy:
     rule; the message names the file, every offending field path and its rule.
     """
     p = Path(path) if path is not None else DEFAULT_POLICY_PATH
-    data = read_yaml_mapping(p, "POLICY_UNREADABLE")
+    return load_validated(Policy, p, "POLICY_UNREADABLE", "POLICY_INVALID")
+
+
+def load_validated(model: type[_M], path: Path, unreadable: str, invalid: str) -> _M:
+    """A YAML mapping validated by a pydantic ``model``: ``unreadable`` names a file that is
+    missing or not a mapping, ``invalid`` a value that breaks a rule (the message names the
+    file, every offending field path and its rule; ``column`` the first)."""
+    data = read_yaml_mapping(path, unreadable)
     try:
-        return Policy.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         field, detail = format_validation_error(exc)
-        raise EngineError("POLICY_INVALID", f"{p}: {detail}", column=field) from exc
+        raise EngineError(invalid, f"{path}: {detail}", column=field) from exc
 
 
 def canonical_json(value: Any) -> str:

@@ -8,10 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
 
-from engine_core.config import CONFIG_DIR, format_validation_error, read_yaml_mapping
-from engine_core.errors import EngineError
+from engine_core.config import CONFIG_DIR, load_validated
 from engine_core.schemas import DEMAND_CLASSES
 
 DEFAULT_TARGETS_PATH: Path = CONFIG_DIR / "fidelity.yaml"
@@ -104,9 +103,5 @@ class FidelityTargets(_Section):
 def load_targets(path: str | Path | None = None) -> FidelityTargets:
     """Load and validate the fidelity targets (default ``configs/fidelity.yaml``)."""
     p = Path(path) if path is not None else DEFAULT_TARGETS_PATH
-    data = read_yaml_mapping(p, "FIDELITY_TARGETS_INVALID")
-    try:
-        return FidelityTargets.model_validate(data)
-    except ValidationError as exc:
-        field, detail = format_validation_error(exc)
-        raise EngineError("FIDELITY_TARGETS_INVALID", f"{p}: {detail}", column=field) from exc
+    return load_validated(FidelityTargets, p, "FIDELITY_TARGETS_INVALID",
+                          "FIDELITY_TARGETS_INVALID")

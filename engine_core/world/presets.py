@@ -18,13 +18,12 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from engine_core.config import CONFIG_DIR, format_validation_error, read_yaml_mapping
+from engine_core.config import CONFIG_DIR, load_validated
 from engine_core.errors import EngineError
 from engine_core.schemas import DEMAND_CLASSES, SCENARIO_BANDS, VIRTUAL_MODES
 
@@ -305,12 +304,7 @@ class Preset(_Model):
 
 
 def _validated(model: type[_Model], path: Path) -> _Model:
-    data = read_yaml_mapping(path, "WORLD_PRESET_INVALID")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        field, detail = format_validation_error(exc)
-        raise EngineError("WORLD_PRESET_INVALID", f"{path}: {detail}", column=field) from exc
+    return load_validated(model, path, "WORLD_PRESET_INVALID", "WORLD_PRESET_INVALID")
 
 
 def preset_names(config_dir: Path = WORLD_CONFIG_DIR) -> tuple[str, ...]:
