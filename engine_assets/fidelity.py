@@ -17,7 +17,6 @@ from engine_assets.metadata import identity_metadata
 from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
 from engine_assets.state_step import StateStep
-from engine_core.errors import EngineError
 from engine_core.fidelity import fidelity_report, load_targets
 from engine_core.fidelity.report import CHECKS
 
@@ -80,13 +79,10 @@ def fidelity_report_asset(
     step = StateStep(context, storage, engine)
     core = step.open_or_fail()
     run_dir = core.store.uri()
-    try:
-        report = fidelity_report(
-            run_dir, core.ctx.scenario, step.partition.year, world=core.ctx.world,
-            policy=core.ctx.policy, progress=context.log.info,
-        )
-    except EngineError as err:
-        raise dg.Failure(description=str(err), allow_retries=False) from err
+    # through the step's one failure path: a coded step failure, retried only when transient
+    report = step.call("fidelity", lambda: fidelity_report(
+        run_dir, core.ctx.scenario, step.partition.year, world=core.ctx.world,
+        policy=core.ctx.policy, progress=context.log.info))
     classes = list(load_targets().profiles.in_person_classes)
     plots = step.render_plots({
         "Hour x weekday": lambda: fidelity_plots.profile_heatmap_png(report, classes),
