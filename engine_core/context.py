@@ -87,6 +87,26 @@ class Shard:
         return f"{base}.{self.attempt}" if self.attempt else base
 
 
+def balanced_shards(work: np.ndarray, n_shards: int) -> list[Shard]:
+    """Contiguous merchant ranges, each holding about ``sum(work) / n_shards``; at most one
+    shard per merchant, no empty shard (unless there are no merchants at all)."""
+    n = len(work)
+    if n == 0:
+        return [Shard(0, 0)]
+    k = max(1, min(int(n_shards), n))
+    cum = np.cumsum(np.asarray(work, dtype=np.float64))
+    total = cum[-1]
+    if total <= 0:  # no work anywhere: cut by merchant count
+        cuts = [round(j * n / k) for j in range(k + 1)]
+    else:
+        targets = total * np.arange(1, k) / k
+        cuts = [0, *(int(c) + 1 for c in np.searchsorted(cum, targets, side="left")), n]
+    cuts = sorted(set(min(max(c, 0), n) for c in cuts))
+    if cuts[0] != 0:
+        cuts.insert(0, 0)
+    return [Shard(a, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+
+
 def cut_horizon(start: dt.datetime, end: dt.datetime, bucket_seconds: int) -> list[Window]:
     """The horizon ``[start, end)`` as one window per calendar year it touches (UTC)."""
     s, e = epoch_seconds(start), epoch_seconds(end)

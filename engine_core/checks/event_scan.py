@@ -10,11 +10,6 @@ each merchant's last arrival_seq and ts_utc.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-
 import numba as nb
 import numpy as np
 
@@ -428,64 +423,6 @@ def split_by_class(ids, mask, out, bounds):
         p = np.int64(ids[i] & mask)
         out[pos[p]] = ids[i]
         pos[p] += 1
-
-
-class IdClasses:
-    """Every arrival_id of a partition, held for EVENTS_ID_UNIQUE in ``n`` classes by their
-    low bits so that one class at a time fits in memory.
-
-    With one class the ids stay in memory. With more, each batch is split by class and the
-    classes are appended to files in a private temporary directory (``tempfile``: ``TMPDIR``,
-    8 bytes an event) — one pass over the partition, then one class read back at a time —
-    instead of re-reading the arrival_id column once per class. The directory is removed by
-    :meth:`close`."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.mask = np.uint64(n - 1)
-        self._mem: list[np.ndarray] = []
-        self._dir: str | None = None
-        self._files: list = []
-        if n > 1:
-            self._dir = tempfile.mkdtemp(prefix="arrival-ids-")
-            self._files = [
-                open(os.path.join(self._dir, f"class-{p:05d}.u64"), "wb")  # noqa: SIM115
-                for p in range(n)
-            ]
-
-    def add(self, ids: np.ndarray) -> None:
-        if self.n == 1:
-            self._mem.append(ids.copy())
-            return
-        out = np.empty_like(ids)
-        bounds = np.empty(self.n + 1, dtype=np.int64)
-        split_by_class(ids, self.mask, out, bounds)
-        for p, f in enumerate(self._files):
-            f.write(memoryview(out[bounds[p] : bounds[p + 1]]))
-
-    def classes(self) -> Iterator[np.ndarray]:
-        """Each class's ids, one array at a time."""
-        if self.n == 1:
-            arr = np.concatenate(self._mem) if self._mem else np.empty(0, dtype=np.uint64)
-            self._mem = []
-            yield arr
-            return
-        for f in self._files:
-            f.close()
-        for f in self._files:
-            arr = np.fromfile(f.name, dtype=np.uint64)
-            os.remove(f.name)
-            yield arr
-            del arr  # one class in memory at a time
-
-    def close(self) -> None:
-        for f in self._files:
-            f.close()
-        self._files = []
-        self._mem = []
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
 
 
 @nb.njit(cache=True, nogil=True)

@@ -1,10 +1,17 @@
-"""S4 rules: the arrival events of one partition, every row in one streaming pass.
+"""S4 rules: the arrival events of one partition, judged in merchant shards and merged.
 
-- EVENTS_ID_UNIQUE: no arrival_id twice. Ids are collected in classes (id mod P, P chosen so
-  a class fits ``ID_CLASS_BUDGET``) and each class is bucketed and sorted in parallel; P > 1
-  re-reads only the arrival_id column.
+Each shard (engine_core/checks/event_shards.py: a range of merchants and the merchant ids it
+owns) makes one streaming pass over its own rows (:class:`EventChecks`) and returns a small
+:class:`~engine_core.checks.event_shards.ShardPartial`; :func:`merge_partials` turns the
+partials of every shard into the verdicts, the same whether the shards ran one after the
+other in this process (:func:`s4_rules`) or as tasks on a Dask cluster
+(engine_core/cluster/rules.py). Examples are the first offending rows in partition order.
+
+- EVENTS_ID_UNIQUE: no arrival_id twice, across shards too. Each shard appends its ids to
+  files by class (id mod P, P chosen so a class fits ``ID_CLASS_BUDGET``); each class of
+  every shard is then checked at once (bucketed and hashed in parallel), one class in memory.
 - EVENTS_CONSERVATION: for every (series, bucket) cell, the number of events equals the S3
-  count — events are tallied per cell over the dense series × bucket grid, S3 counts are
+  count — events are tallied per cell over the shard's dense series × bucket grid, S3 counts are
   subtracted, and every non-zero cell is a mismatch (missing on either side included). Events
   whose series or bucket is not on the grid, S3 rows off the grid, and the totals (S3
   Σcount = rows = S4 ``events``) are mismatches too.
@@ -19,7 +26,10 @@
 - EVENTS_TARGET_EXCLUSIVE: exactly one of site_id / edge_id; is_virtual ⇔ edge_id set;
   NON_VIRTUAL merchants never virtual, VIRTUAL_ONLY always; the settlement clock present
   exactly on virtual arrivals of merchants with a settlement zone.
-- EVENTS_SORTED: rows (across files) ordered by (merchant_id, ts_utc, arrival_seq).
+- EVENTS_SORTED: rows (across files) ordered by (merchant_id, ts_utc, arrival_seq). A shard
+  compares consecutive rows of each run of consecutive partition rows it owns; the merge
+  compares the rows on either side of every boundary between runs (a shard's rows not all in
+  one block are out of order there).
 - EVENTS_SEQ: walking the file, each merchant's arrival_seq is 1, 2, … without gaps and its
   ts_utc never decreases along it.
 - RNG_REDERIVE_S4: ``rng_rederive_sample`` S3 rows (evenly spaced, at most
@@ -41,7 +51,10 @@
 
 from __future__ import annotations
 
-import math
+import os
+import socket
+import time
+import uuid
 from collections.abc import Callable
 
 import numba
@@ -67,19 +80,31 @@ from engine_core.checks.event_scan import (
     ST_ROWS,
     ST_VIRTUAL,
     UNIFORMITY_BINS,
-    IdClasses,
     duplicate_ids,
     sample_table,
     scan_rows,
     subtract_counts,
     uniformity_edges,
 )
+from engine_core.checks.event_shards import (
+    MAX_RUNS,
+    RankedOffences,
+    RowRun,
+    S4Plan,
+    ShardIds,
+    ShardIndex,
+    ShardPartial,
+    drop_ids,
+    merged_offences,
+    plan_s4_rules,
+    read_id_class,
+    rule_shards,
+)
 from engine_core.checks.law import law_mu, published_groups, read_latent
 from engine_core.checks.local_clock import LocalClockReference
 from engine_core.checks.rules_s2 import evenly_spaced
 from engine_core.checks.verdicts import (
     MAX_EXAMPLES,
-    Offences,
     RuleResult,
     guarded,
     pearson_z,
@@ -97,29 +122,100 @@ from engine_core.checks.world_index import (
     u64,
     validity,
 )
-from engine_core.io import iter_batches
+from engine_core.io.batches import iter_row_groups, overlapping_row_groups
 from engine_core.kernels.arrivals import generate_events
 from engine_core.timebase import US_PER_S as US
 from engine_core.tz import to_local_us
 
-ID_CLASS_BUDGET = 1 << 24  # arrival_ids held at once by EVENTS_ID_UNIQUE (x2 while sorting)
 REDERIVE_EVENT_BUDGET = 1 << 20
 INT64_MIN = np.iinfo(np.int64).min
 FAMILIES_S4 = ("S4.time.v1", "S4.site.v1", "S4.edge.v1", "S4.hybrid.v1")
+# the rules a shard's pass finds offending rows for
+SHARD_CODES = (
+    "EVENTS_CONSERVATION",
+    "EVENTS_IN_BUCKET",
+    "EVENTS_LOCAL_TIME",
+    "EVENTS_ROUTING_MEMBERSHIP",
+    "EVENTS_TARGET_EXCLUSIVE",
+    "EVENTS_SORTED",
+    "EVENTS_SEQ",
+    "RNG_REDERIVE_S4",
+)
 
 
-def s4_rules(ctx, store, year: int) -> list[RuleResult]:
-    """Every S4 rule over ``year``: the published ``arrival_events`` and its totals, in one
-    pass, against the published ``bucket_counts`` (conservation, the re-derivation sample),
-    ``grouping`` and ``latent_intensity`` (the weekend rule's μ), the world and the policy.
-    The statistical decisions are the functions over arrays below (``uniformity_verdict``,
-    ``routing_shares_verdict``, ``weekend_share_verdict``)."""
+def s4_rules(ctx, store, year: int, shards: int | None = None) -> list[RuleResult]:
+    """Every S4 rule over ``year``: the published ``arrival_events`` and its totals against
+    the published ``bucket_counts`` (conservation, the re-derivation sample), ``grouping`` and
+    ``latent_intensity`` (the weekend rule's μ), the world and the policy. The events are
+    judged in merchant shards (at least ``shards``; as many as keep each shard's cells within
+    ``CELLS_PER_RULE_SHARD``), one after the other, and merged by :func:`merge_partials` —
+    the merge a cluster uses too. The statistical decisions are the functions over arrays
+    below (``uniformity_verdict``, ``routing_shares_verdict``, ``weekend_share_verdict``)."""
     first = [
         guarded(
             "EVENTS_SCHEMA", lambda: schema_rule(store, "EVENTS_SCHEMA", "arrival_events", year)
         )
     ]
-    return state_rules("s4", first, lambda: EventChecks(ctx, store, year).run())
+    return state_rules("s4", first, lambda: sharded_rules(ctx, store, year, shards))
+
+
+def sharded_rules(ctx, store, year: int, shards: int | None = None) -> list[RuleResult]:
+    """The S4 rules but EVENTS_SCHEMA, shard after shard in this process, then merged."""
+    plan = plan_s4_rules(ctx, store, year, rule_shards(ctx, year, at_least=shards or 1))
+    try:
+        world = WorldIndex(ctx)
+        ref = clock_reference(ctx, year, world)
+        partials = [
+            EventChecks(ctx, store, plan, k, world, ref).run() for k in range(len(plan.shards))
+        ]
+        dirs = [p.ids_dir for p in partials]
+        classes = [id_class_duplicates(store, plan, dirs, c) for c in range(plan.id_classes)]
+        law = weekend_law(ctx, store, year, world)
+        return merge_partials(ctx, store, plan, partials, classes, law, world)
+    finally:
+        drop_ids(store, plan)
+
+
+def clock_reference(ctx, year: int, world: WorldIndex) -> LocalClockReference:
+    """The independent local-clock reference over the window's buckets, every world zone."""
+    w = ctx.window(year)
+    return LocalClockReference(world.tzids, w.first_bucket, w.n_buckets, w.bucket_seconds)
+
+
+def weekend_mask(ctx, year: int, n_zones: int) -> np.ndarray:
+    """[zone, bucket]: the bucket starts on a Saturday or Sunday in the zone (law tz)."""
+    w = ctx.window(year)
+    bucket_us = w.bucket_seconds * US
+    starts = (w.first_bucket + np.arange(w.n_buckets, dtype=np.int64)) * bucket_us
+    zone = np.repeat(np.arange(n_zones, dtype=np.int64), w.n_buckets)
+    loc = to_local_us(ctx.tz, zone, np.tile(starts, n_zones))
+    weekday = (np.floor_divide(loc, 86400 * US) + 3) % 7  # 1970-01-01 was a Thursday
+    return (weekday >= 5).reshape(n_zones, w.n_buckets)
+
+
+def weekend_law(ctx, store, year: int, world: WorldIndex | None = None) -> tuple[float, float]:
+    """(Σμ over weekend cells, Σμ over every cell) of the partition: the law's side of
+    EVENTS_WEEKEND_SHARE, from the published grouping and factors (reads no event)."""
+    world = world if world is not None else WorldIndex(ctx)
+    weekend = weekend_mask(ctx, year, len(world.tzids))
+    groups = published_groups(ctx, store, year, world)
+    lat = read_latent(ctx, store, year, groups.group_ids)
+    zone = world.series_zone
+    mu_wk = 0.0
+    mu_all = 0.0
+    for lo, hi, mu in law_mu(ctx, store, year, lat.factor, groups.group_of_series):
+        mu_all += float(np.nansum(mu))
+        mu_wk += float(np.nansum(mu * weekend[zone[lo:hi]]))
+    return mu_wk, mu_all
+
+
+def id_class_duplicates(store, plan: S4Plan, dirs: list[str], p: int) -> tuple[int, list[int]]:
+    """EVENTS_ID_UNIQUE over class ``p`` of every shard's ids (one class in memory): the
+    number of ids equal to an earlier one and a few of them."""
+    arr = read_id_class(store, plan, dirs, p)
+    examples = np.zeros(MAX_EXAMPLES, dtype=np.uint64)
+    n_dup = int(duplicate_ids(arr, examples, 4 * numba.get_num_threads()))
+    return n_dup, [int(x) for x in examples[: min(n_dup, MAX_EXAMPLES)]]
 
 
 class Batch:
@@ -175,42 +271,68 @@ class Batch:
 
 
 class EventChecks:
-    """The S4 rules of one partition: inputs (S3 cells, the re-derivation sample, the local
-    clock reference), one pass over the events, then one verdict per rule."""
+    """The S4 rules' pass over one merchant shard of a partition (``plan.shards[k]``): the
+    shard's S3 cells and re-derivation sample, one streaming pass over the shard's rows
+    (row groups whose merchant_id statistics meet its ids), then a :class:`ShardPartial`."""
 
-    def __init__(self, ctx, store, year: int) -> None:
+    def __init__(self, ctx, store, plan: S4Plan, k: int, world: WorldIndex | None = None,
+                 ref: LocalClockReference | None = None) -> None:
         self.ctx = ctx
         self.store = store
-        self.year = year
-        self.w = ctx.window(year)
+        self.plan = plan
+        self.spec = plan.shards[k]
+        self.year = plan.year
+        self.w = ctx.window(self.year)
         self.pol = ctx.policy
-        self.index = WorldIndex(ctx)
-        self.S = ctx.arrays.n_series
+        self.world = world if world is not None else WorldIndex(ctx)
+        self.index = ShardIndex(self.world, self.spec.id_lo, self.spec.id_hi)
+        self.S = self.index.n_series
         self.B = self.w.n_buckets
         self.D = self.w.bucket_seconds
         self.bucket_us = self.D * US
-        self.off = {
-            code: Offences()
-            for code in (
-                "EVENTS_ID_UNIQUE",
-                "EVENTS_CONSERVATION",
-                "EVENTS_IN_BUCKET",
-                "EVENTS_LOCAL_TIME",
-                "EVENTS_ROUTING_MEMBERSHIP",
-                "EVENTS_TARGET_EXCLUSIVE",
-                "EVENTS_SORTED",
-                "EVENTS_SEQ",
-                "RNG_REDERIVE_S4",
-            )
-        }
-        self.local_examples: list[str] = []
+        self.ref = ref
+        self.off = {code: RankedOffences() for code in SHARD_CODES}
+        self.local_examples: list[tuple[tuple, str]] = []
         self.rows_per_row = 0  # rows whose local clocks were converted one by one
+        self.part = ShardPartial(k)
+        self.runs: list[RowRun] = []
+        self.open_run: RowRun | None = None
+        self.last_pos = -2  # position of the shard's previous row (-2: none yet)
 
     # ------------------------------------------------------------------ inputs
+    def _parts(self, files: list[tuple[str, int]]) -> list[tuple[str, int, list[int]]]:
+        """(file, position of its first row, row groups that may hold the shard's ids)."""
+        import pyarrow.parquet as pq
+
+        out = []
+        for f, first in files:
+            pf = pq.ParquetFile(f, filesystem=self.store.storage.fs)
+            groups = overlapping_row_groups(pf, "merchant_id", self.spec.id_lo, self.spec.id_hi)
+            if groups:
+                out.append((f, first, groups))
+        return out
+
+    def _own(self, tbl: pa.Table, pos0: int) -> tuple[pa.Table, np.ndarray]:
+        """The rows of ``tbl`` whose merchant_id the shard owns, and their positions."""
+        mid = u64(tbl.column("merchant_id"))
+        own = (mid >= np.uint64(self.spec.id_lo)) & (mid <= np.uint64(self.spec.id_hi))
+        if own.all():
+            return tbl, np.arange(pos0, pos0 + tbl.num_rows, dtype=np.int64)
+        rows = np.flatnonzero(own)
+        return tbl.filter(pa.array(own)), pos0 + rows
+
     def _s3_cells(self) -> None:
-        """The S3 rows as (cell, count), streamed (a year of the reference world is 16 M
-        rows: 16 bytes a row instead of the table)."""
-        n_max = self.store.dataset_rows("bucket_counts", self.year)
+        """The shard's S3 rows as (local cell, count), streamed."""
+        files = self.store.dataset_files("bucket_counts", self.year)
+        parts = self._parts([(f, 0) for f in files])
+        fs = self.store.storage.fs
+        import pyarrow.parquet as pq
+
+        n_max = sum(
+            pq.ParquetFile(f, filesystem=fs).metadata.row_group(g).num_rows
+            for f, _, groups in parts
+            for g in groups
+        )
         cells = np.empty(n_max, dtype=np.int64)
         counts = np.empty(n_max, dtype=np.int64)
         k = 0
@@ -224,7 +346,11 @@ class EventChecks:
             "bucket_start_utc",
             "count",
         ]
-        for t in self.store.dataset_batches("bucket_counts", self.year, columns):
+        o = self.off["EVENTS_CONSERVATION"]
+        for _, t in iter_row_groups(parts, fs, columns):
+            t, _ = self._own(t, 0)
+            if not t.num_rows:
+                continue
             _, s = self.index.series_rows(t)
             start = i64(t.column("bucket_start_utc"))
             count = i64(t.column("count"))
@@ -235,48 +361,62 @@ class EventChecks:
             counts[k : k + m] = count[ok]
             k += m
             self.s3_sum += int(count.sum())
-            self.s3_rows += t.num_rows
             off_grid = np.flatnonzero(~ok)
             if len(off_grid):
                 mids = t.column("merchant_id").to_pylist()
-                self.off["EVENTS_CONSERVATION"].add(
+                o.add(
                     len(off_grid),
                     [
-                        f"bucket_counts row merchant={mids[i]} "
-                        f"bucket={WorldIndex.utc_label(int(start[i]))}; not a (series, bucket) "
-                        "cell of this partition, its events cannot be matched"
-                        for i in off_grid[: self.off["EVENTS_CONSERVATION"].want()]
+                        (
+                            (0, self.spec.k, self.s3_rows + int(i)),
+                            f"bucket_counts row merchant={mids[i]} "
+                            f"bucket={WorldIndex.utc_label(int(start[i]))}; not a (series, "
+                            "bucket) cell of this partition, its events cannot be matched",
+                        )
+                        for i in off_grid[: o.want()]
                     ],
                 )
+            self.s3_rows += t.num_rows
         self.s3_cell = cells[:k]
         self.s3_count = counts[:k]
 
     def _sample(self) -> None:
-        """S3 rows to re-derive: evenly spaced, within the event budget."""
+        """The shard's part of the re-derivation sample: S3 rows evenly spaced over the whole
+        partition in cell order (the shard's rows are the plan's ``s3_before`` onwards),
+        within the event budget (the merge applies the budget over every shard)."""
         order = np.argsort(self.s3_cell, kind="stable")
-        picks = order[evenly_spaced(len(order), self.pol.validation.rng_rederive_sample)]
-        within = np.cumsum(self.s3_count[picks]) <= REDERIVE_EVENT_BUDGET
-        picks = picks[within]
-        cells, first = np.unique(self.s3_cell[picks], return_index=True)
+        spec = self.spec
+        picks = evenly_spaced(self.plan.s3_rows, self.pol.validation.rng_rederive_sample)
+        j = np.flatnonzero((picks >= spec.s3_before) & (picks < spec.s3_before + spec.s3_rows))
+        local = picks[j] - spec.s3_before
+        j, local = j[local < len(order)], local[local < len(order)]
+        rows = order[local]
+        within = np.cumsum(self.s3_count[rows]) <= REDERIVE_EVENT_BUDGET
+        j, rows = j[within], rows[within]
+        base = self.index.s_lo * self.B
+        self.part.picks = [
+            (int(a), int(self.s3_cell[r]) + base, int(self.s3_count[r]))
+            for a, r in zip(j, rows, strict=True)
+        ]
+        cells, first = np.unique(self.s3_cell[rows], return_index=True)
         self.sample_cells = cells
-        self.sample_counts = self.s3_count[picks][first]
+        self.sample_counts = self.s3_count[rows][first]
         self.hkeys, self.hbits = sample_table(cells)
 
     # ------------------------------------------------------------------ the pass
-    def run(self) -> list[RuleResult]:
+    def run(self) -> ShardPartial:
+        t0 = time.perf_counter()
         idx = self.index
         self._s3_cells()
         self._sample()
-        self.ref = LocalClockReference(idx.tzids, self.w.first_bucket, self.B, self.D)
-        files = self.store.dataset_files("arrival_events", self.year)
-        if not files:
-            raise FileNotFoundError(f"arrival_events year={self.year} has no Parquet file")
-        n_rows = self.store.dataset_rows("arrival_events", self.year)
-        # classes of ids by their low bits, each small enough to hold (a power of two)
-        self.id_classes = 1 << max(0, math.ceil(math.log2(max(n_rows, 1) / ID_CLASS_BUDGET)))
+        if self.ref is None:
+            self.ref = clock_reference(self.ctx, self.year, self.world)
+        parts = self._parts([(f.path, f.first_row) for f in self.plan.files
+                             if f.mid_min is None or f.mid_max is None
+                             or (f.mid_max >= self.spec.id_lo and f.mid_min <= self.spec.id_hi)])
         self.cell_counts = np.zeros(self.S * self.B, dtype=np.int32)
-        self.site_hits = np.zeros(len(idx.site_ids), dtype=np.int64)
-        self.edge_hits = np.zeros(len(idx.edge_ids), dtype=np.int64)
+        self.site_hits = np.zeros(idx.n_sites, dtype=np.int64)
+        self.edge_hits = np.zeros(idx.n_edges, dtype=np.int64)
         self.hist = np.zeros(UNIFORMITY_BINS, dtype=np.int64)
         self.stats = np.zeros(N_STATS, dtype=np.int64)
         carry_mid = np.zeros(1, dtype=np.uint64)
@@ -287,44 +427,44 @@ class EventChecks:
         last_seq = np.zeros(n_m, dtype=np.int64)
         last_ts = np.full(n_m, INT64_MIN, dtype=np.int64)
         hits: list[dict[str, np.ndarray]] = []
-        ids = IdClasses(self.id_classes)
+        ids = ShardIds(self.store, self.plan, f"{self.spec.name}.{uuid.uuid4().hex[:8]}")
         try:
             self._scan(
-                files, ids, hits, carry_mid, carry_ts_seq, carry_valid, bin_edges, last_seq, last_ts
+                parts, ids, hits, carry_mid, carry_ts_seq, carry_valid, bin_edges, last_seq, last_ts
             )
-            self.n_rows = int(self.stats[ST_ROWS])
-            id_unique = self._id_unique(ids)
+            self.part.ids_dir = ids.finish()
         finally:
             ids.close()
-        self.merchants_seen = int(np.count_nonzero(last_seq))
-        return [
-            id_unique,
-            self._conservation(),
-            self._simple("EVENTS_IN_BUCKET", {"rows": self.n_rows}),
-            self._local_time(),
-            self._simple("EVENTS_ROUTING_MEMBERSHIP", {"rows": self.n_rows}),
-            self._simple(
-                "EVENTS_TARGET_EXCLUSIVE",
-                {
-                    "rows": self.n_rows,
-                    "virtual": int(self.stats[ST_VIRTUAL]),
-                    "physical": int(self.stats[ST_PHYSICAL]),
-                },
-            ),
-            self._simple("EVENTS_SORTED", {"rows": self.n_rows, "files": len(files)}),
-            self._simple("EVENTS_SEQ", {"rows": self.n_rows, "merchants": self.merchants_seen}),
-            self._rederive(hits),
-            self._uniformity(),
-            self._routing_shares(),
-            self._weekend_share(),
-        ]
+        p = self.part
+        p.rows = int(self.stats[ST_ROWS])
+        p.stats = [int(x) for x in self.stats]
+        p.hist = [int(x) for x in self.hist]
+        p.site_lo, p.site_hits = idx.site_lo, self.site_hits
+        p.edge_lo, p.edge_hits = idx.edge_lo, self.edge_hits
+        p.merchants_seen = int(np.count_nonzero(last_seq))
+        p.rows_converted_per_row = self.rows_per_row
+        p.reference = self.ref.figures()
+        p.s3_rows, p.s3_sum = self.s3_rows, self.s3_sum
+        p.weekend_events, p.grid_events = self._weekend_events()
+        self._conservation()
+        self._rederive(hits)
+        self.off["EVENTS_LOCAL_TIME"].examples = self.local_examples[:MAX_EXAMPLES]
+        p.offences = self.off
+        p.runs = self.runs
+        p.worker = f"{socket.gethostname()}:{os.getpid()}"
+        p.seconds = time.perf_counter() - t0
+        return p
 
     def _scan(
-        self, files, ids, hits, carry_mid, carry_ts_seq, carry_valid, bin_edges, last_seq, last_ts
+        self, parts, ids, hits, carry_mid, carry_ts_seq, carry_valid, bin_edges, last_seq, last_ts
     ) -> None:
-        """The one pass over every row: flags, tallies, the sampled cells' events, the ids."""
+        """The one pass over the shard's rows: flags, tallies, the sampled cells' events, the
+        ids, the runs of consecutive rows."""
         idx = self.index
-        for rb in iter_batches(files, self.store.storage.fs, COLUMNS):
+        for pos0, tbl in iter_row_groups(parts, self.store.storage.fs, COLUMNS):
+            rb, pos = self._own(tbl, pos0)
+            if not rb.num_rows:
+                continue
             b = Batch(rb, idx)
             n_hits = scan_rows(
                 b.mid,
@@ -387,10 +527,11 @@ class EventChecks:
                 b.cell,
                 b.hits,
             )
+            self._runs(b, pos)
             flagged = np.flatnonzero(b.flags)
             if len(flagged):
-                self._per_row_clocks(b, flagged)
-                self._collect_offences(b, flagged)
+                self._per_row_clocks(b, pos, flagged)
+                self._collect_offences(b, pos, flagged)
             if n_hits:
                 r = b.hits[:n_hits]
                 hits.append(
@@ -409,10 +550,38 @@ class EventChecks:
                 )
             ids.add(b.aid)
 
-    def _per_row_clocks(self, b: Batch, flagged: np.ndarray) -> None:
+    def _runs(self, b: Batch, pos: np.ndarray) -> None:
+        """Runs of consecutive partition rows. A row that starts a run follows, in the
+        partition, a row of another shard: its comparison with the shard's previous row says
+        nothing about the partition's order (the merge compares the runs' ends instead)."""
+        n = len(pos)
+        starts = np.empty(n, dtype=np.bool_)
+        starts[0] = pos[0] != self.last_pos + 1
+        starts[1:] = np.diff(pos) != 1
+        for i in np.flatnonzero(starts).tolist():
+            b.flags[i] &= ~F_SORTED
+            if self.open_run is not None and i > 0:
+                self._close_run(self.open_run, b, pos, i - 1)
+            if len(self.runs) < MAX_RUNS:
+                key = (int(b.mid[i]), int(b.ts[i]), int(b.seq[i]))
+                self.open_run = RowRun(int(pos[i]), int(pos[i]), key, key, b.label(i))
+                self.runs.append(self.open_run)
+            else:
+                self.part.runs_overflow += 1
+                self.open_run = None
+        if self.open_run is not None:
+            self._close_run(self.open_run, b, pos, n - 1)
+        self.last_pos = int(pos[-1])
+
+    @staticmethod
+    def _close_run(run: RowRun, b: Batch, pos: np.ndarray, i: int) -> None:
+        run.end = int(pos[i])
+        run.last = (int(b.mid[i]), int(b.ts[i]), int(b.seq[i]))
+
+    def _per_row_clocks(self, b: Batch, pos: np.ndarray, flagged: np.ndarray) -> None:
         """Rows the reference table cannot judge (a transition inside their bucket, a zone
         outside the table): convert them one by one, zone by zone."""
-        o = self.off["EVENTS_LOCAL_TIME"]
+        found: list[tuple[tuple, str]] = []
         for bit, zone_col, clock_col, clock in (
             (F_NEED_LOCAL, "tzid", "ts_local", b.local),
             (F_NEED_SETTLE, "tzid_settlement", "ts_local_settlement", b.slocal),
@@ -427,24 +596,34 @@ class EventChecks:
                 ref = self.ref.convert(b.ts[rs], name) if name is not None else None
                 bad = np.ones(len(rs), dtype=np.bool_) if ref is None else ref != clock[rs]
                 b.flags[rs[bad]] |= F_LOCAL
-                for k in np.flatnonzero(bad)[: o.want() - len(self.local_examples)]:
+                if len(self.local_examples) >= MAX_EXAMPLES:
+                    continue
+                for k in np.flatnonzero(bad)[:MAX_EXAMPLES]:
                     want = (
                         "none (no reference knows the zone)"
                         if ref is None
                         else WorldIndex.utc_label(int(ref[k]))[:-1]
                     )
-                    self.local_examples.append(
-                        f"{b.label(rs[k])}; {zone_col}={name} {clock_col}="
-                        f"{WorldIndex.utc_label(int(clock[rs[k]]))[:-1]}, reference {want}"
+                    found.append(
+                        (
+                            (1, int(pos[rs[k]])),
+                            f"{b.label(rs[k])}; {zone_col}={name} {clock_col}="
+                            f"{WorldIndex.utc_label(int(clock[rs[k]]))[:-1]}, reference {want}",
+                        )
                     )
+        self.local_examples = sorted(self.local_examples + found, key=lambda e: e[0])
+        self.local_examples = self.local_examples[:MAX_EXAMPLES]
 
-    def _collect_offences(self, b: Batch, flagged: np.ndarray) -> None:
+    def _collect_offences(self, b: Batch, pos: np.ndarray, flagged: np.ndarray) -> None:
         f = b.flags[flagged]
 
         def add(code: str, bit: int, detail) -> None:
             rows = flagged[(f & bit) != 0]
             o = self.off[code]
-            o.add(len(rows), [f"{b.label(i)}; {detail(i)}" for i in rows[: o.want()]])
+            o.add(
+                len(rows),
+                [((1, int(pos[i])), f"{b.label(i)}; {detail(i)}") for i in rows[: o.want()]],
+            )
 
         add(
             "EVENTS_IN_BUCKET",
@@ -499,6 +678,7 @@ class EventChecks:
         # ts_local judged by the reference table: name the reference value
         local = self.off["EVENTS_LOCAL_TIME"]
         by_table = flagged[((f & F_LOCAL) != 0) & ((f & (F_NEED_LOCAL | F_NEED_SETTLE)) == 0)]
+        found: list[tuple[tuple, str]] = []
         for i in by_table[: max(0, MAX_EXAMPLES - len(self.local_examples))]:
             bt = int(b.ts[i] // self.bucket_us - self.w.first_bucket)
             z = int(Batch.codes(b.tz, np.array([i]))[0])
@@ -506,50 +686,44 @@ class EventChecks:
             ref = int(b.ts[i] + self.ref.offset[z, bt])
             if ref == b.local[i] and zs >= 0:
                 ref_s = int(b.ts[i] + self.ref.offset[zs, bt])
-                self.local_examples.append(
+                text = (
                     f"{b.label(i)}; tzid_settlement={self.index.tzids[zs]} "
                     f"ts_local_settlement={WorldIndex.utc_label(int(b.slocal[i]))[:-1]}, "
                     f"reference {WorldIndex.utc_label(ref_s)[:-1]}"
                 )
             else:
-                self.local_examples.append(
+                text = (
                     f"{b.label(i)}; tzid={self.index.tzids[z]} ts_local="
                     f"{WorldIndex.utc_label(int(b.local[i]))[:-1]}, reference "
                     f"{WorldIndex.utc_label(ref)[:-1]}"
                 )
+            found.append(((1, int(pos[i])), text))
+        if found:
+            self.local_examples = sorted(self.local_examples + found, key=lambda e: e[0])
+            self.local_examples = self.local_examples[:MAX_EXAMPLES]
         local.add(int(np.count_nonzero(b.flags[flagged] & F_LOCAL)))
-        local.examples = self.local_examples[:MAX_EXAMPLES]
 
-    def _simple(self, code: str, figures: dict) -> RuleResult:
-        o = self.off[code]
-        return verdict(code, o.ok, {**figures, "offending_rows": o.count}, o.examples)
+    # ------------------------------------------------------------------ per-cell rules
+    def _weekend_events(self) -> tuple[int, int]:
+        """(events in weekend cells, events on the grid) of the shard."""
+        weekend = weekend_mask(self.ctx, self.year, len(self.index.tzids))
+        zone = self.index.series_zone
+        counts = self.cell_counts.reshape(self.S, self.B)
+        wk = 0
+        step = max(1, 4_000_000 // max(self.B, 1))
+        for lo in range(0, self.S, step):
+            hi = min(lo + step, self.S)
+            wk += int((counts[lo:hi] * weekend[zone[lo:hi]]).sum())
+        return wk, int(counts.sum())
 
-    # ------------------------------------------------------------------ EVENTS_ID_UNIQUE
-    def _id_unique(self, ids: IdClasses) -> RuleResult:
-        total = 0
-        examples = np.zeros(MAX_EXAMPLES, dtype=np.uint64)
-        found: list[int] = []
-        for arr in ids.classes():
-            n_dup = duplicate_ids(arr, examples, 4 * numba.get_num_threads())
-            del arr
-            total += int(n_dup)
-            found += [int(x) for x in examples[: min(int(n_dup), MAX_EXAMPLES)]]
-        P = ids.n
-        return verdict(
-            "EVENTS_ID_UNIQUE",
-            total == 0,
-            {"rows": self.n_rows, "duplicates": total, "id_classes": P},
-            [f"arrival_id={x}; appears more than once" for x in found],
-        )
-
-    # ------------------------------------------------------------------ EVENTS_CONSERVATION
-    def _conservation(self) -> RuleResult:
+    def _conservation(self) -> None:
+        """Cells of the shard whose events differ from the S3 count (the totals are the
+        merge's)."""
         o = self.off["EVENTS_CONSERVATION"]
-        totals = self.store.read_totals("arrival_events", self.year)
-        self.weekend_realised = self._weekend_events()  # before the counts are consumed
         residual = self.cell_counts
         subtract_counts(residual, self.s3_cell, self.s3_count)
         bad = np.flatnonzero(residual)
+        base = self.index.s_lo * self.B
         if len(bad):
             s3_sorted = np.sort(self.s3_cell)
             ex = []
@@ -562,72 +736,24 @@ class EventChecks:
                     else 0
                 )
                 ex.append(
-                    f"{self.index.cell_label(s, self.w.first_bucket + b, self.D)}; "
-                    f"S3 count {n3}, S4 events {n3 + int(residual[c])}"
+                    (
+                        (2, base + int(c)),
+                        f"{self.index.cell_label(s, self.w.first_bucket + b, self.D)}; "
+                        f"S3 count {n3}, S4 events {n3 + int(residual[c])}",
+                    )
                 )
             o.add(len(bad), ex)
-        if totals.get("events") != self.n_rows:
-            o.add(
-                1,
-                [
-                    f"arrival_events/_totals.json; events={totals.get('events')}, the files "
-                    f"hold {self.n_rows} rows"
-                ],
-            )
-        if self.s3_sum != self.n_rows:
-            o.add(1, [f"partition; S3 Σcount {self.s3_sum} != S4 rows {self.n_rows}"])
-        # the per-cell arrays are done with: free them before the law pass of the weekend rule
+        self.part.cells_mismatched = len(bad)
+        # the per-cell arrays are done with
         self.cell_counts = residual = None
         self.s3_cell = self.s3_count = None
-        return verdict(
-            "EVENTS_CONSERVATION",
-            o.ok,
-            {
-                "rows": self.n_rows,
-                "s3_rows": self.s3_rows,
-                "s3_sum_count": self.s3_sum,
-                "cells_mismatched": len(bad),
-                "totals_events": totals.get("events"),
-            },
-            o.examples,
-        )
 
-    # ------------------------------------------------------------------ EVENTS_LOCAL_TIME
-    def _local_time(self) -> RuleResult:
-        o = self.off["EVENTS_LOCAL_TIME"]
-        figures = {
-            "rows": self.n_rows,
-            "offending_rows": o.count,
-            "rows_converted_per_row": self.rows_per_row,
-            **self.ref.figures(),
-        }
-        return verdict("EVENTS_LOCAL_TIME", o.ok, figures, o.examples)
-
-    # ------------------------------------------------------------------ RNG_REDERIVE_S4
-    def _rederive(self, hits: list[dict[str, np.ndarray]]) -> RuleResult:
+    def _rederive(self, hits: list[dict[str, np.ndarray]]) -> None:
+        """The sampled cells' published events against the law's (``generate_events``)."""
         m = self.ctx.arrays
-        o = self.off["RNG_REDERIVE_S4"]
-        totals = self.store.read_totals("arrival_events", self.year)
-        law_blocks = {
-            "S4.time.v1": int(self.stats[ST_ROWS]),
-            "S4.hybrid.v1": int(self.stats[ST_HYBRID]),
-            "S4.edge.v1": int(self.stats[ST_VIRTUAL]),
-            "S4.site.v1": int(self.stats[ST_PHYSICAL]),
-        }
-        got_blocks = totals.get("blocks") or {}
-        for fam, n in law_blocks.items():
-            if got_blocks.get(fam) != n:
-                o.add(
-                    1,
-                    [
-                        f"arrival_events/_totals.json; blocks[{fam}]={got_blocks.get(fam)}, "
-                        f"the law over the file gives {n}"
-                    ],
-                )
-        # expected events of the sampled cells
         cells = self.sample_cells
         counts = self.sample_counts.astype(np.int64)
-        row_series = (cells // self.B).astype(np.int64)
+        row_series = (cells // self.B + self.index.s_lo).astype(np.int64)
         row_bucket = (cells % self.B + self.w.first_bucket).astype(np.int64)
         row_offset = np.zeros(len(cells) + 1, dtype=np.int64)
         np.cumsum(counts, out=row_offset[1:])
@@ -698,91 +824,203 @@ class EventChecks:
         got = {
             k: np.concatenate([h[k] for h in hits]) if hits else expected[k][:0] for k in expected
         }
-        mismatched = _compare_cells(expected, got, cells)
-        o.add(
-            len(mismatched),
-            [
-                f"{self.index.cell_label(c // self.B, self.w.first_bucket + c % self.B, self.D)}; "
-                f"{why}"
-                for c, why in mismatched[: o.want()]
-            ],
-        )
-        return verdict(
-            "RNG_REDERIVE_S4",
-            o.ok,
-            {
-                "sampled_cells": len(cells),
-                "sampled_events": n,
-                "cells_mismatched": len(mismatched),
-                "blocks_law": law_blocks,
-                "blocks_totals": got_blocks,
-            },
-            o.examples,
-        )
+        base = self.index.s_lo * self.B
+        self.part.rederive_mismatch = {
+            base + int(c): (
+                f"{self.index.cell_label(c // self.B, self.w.first_bucket + c % self.B, self.D)}"
+                f"; {why}"
+            )
+            for c, why in _compare_cells(expected, got, cells)
+        }
 
-    # ------------------------------------------------------------------ statistics
-    def _uniformity(self) -> RuleResult:
-        return uniformity_verdict(self.hist, self.bucket_us, self.pol.validation.uniformity_z_max)
 
-    def _routing_shares(self) -> RuleResult:
-        idx = self.index
-        return routing_shares_verdict(
-            pooled_shares(self.site_hits, idx.site_weight, idx.site_set),
-            pooled_shares(self.edge_hits, idx.edge_weight, idx.edge_merchant),
-            int(self.stats[ST_HYBRID]),
-            int(self.stats[ST_HYBRID_VIRTUAL]),
-            self.pol.routing.p_virtual_hybrid,
-            self.pol.validation.routing_z_max,
-            self._first_site_of_set,
-            self._first_edge_of_merchant,
-        )
+# ---------------------------------------------------------------------- the merge
+def merge_partials(
+    ctx,
+    store,
+    plan: S4Plan,
+    partials: list[ShardPartial],
+    id_classes: list[tuple[int, list[int]]],
+    law: tuple[float, float],
+    world: WorldIndex | None = None,
+) -> list[RuleResult]:
+    """The S4 verdicts (all but EVENTS_SCHEMA) from every shard's partial, the duplicate
+    count of every id class (:func:`id_class_duplicates`) and the law's weekend sums
+    (:func:`weekend_law`): tallies add up, examples are the first in partition order, the
+    whole-partition facts (totals, row order between shards, the sample's event budget) are
+    judged here. Reads only the partition's ``_totals.json``."""
+    world = world if world is not None else WorldIndex(ctx)
+    parts = sorted(partials, key=lambda p: p.k)
+    if [p.k for p in parts] != list(range(len(plan.shards))):
+        raise ValueError(f"partials of shards {[p.k for p in parts]}, the plan has "
+                         f"{len(plan.shards)}")
+    year = plan.year
+    w = ctx.window(year)
+    D = w.bucket_seconds
+    pol = ctx.policy
+    stats = np.sum([p.stats for p in parts], axis=0, dtype=np.int64)
+    n_rows = int(stats[ST_ROWS])
+    totals = store.read_totals("arrival_events", year)
 
-    def _first_site_of_set(self, set_id: int) -> str:
-        idx = self.index
-        k = int(np.flatnonzero(idx.site_set == set_id)[0])
+    def offences(code: str, extra: RankedOffences | None = None) -> tuple[int, list[str]]:
+        return merged_offences([p.offences[code] for p in parts] + ([extra] if extra else []))
+
+    def simple(code: str, figures: dict, extra: RankedOffences | None = None) -> RuleResult:
+        n, ex = offences(code, extra)
+        return verdict(code, n == 0, {**figures, "offending_rows": n}, ex)
+
+    # EVENTS_ID_UNIQUE: the classes in order
+    dup = sum(n for n, _ in id_classes)
+    found = [x for _, xs in id_classes for x in xs]
+    id_unique = verdict(
+        "EVENTS_ID_UNIQUE",
+        dup == 0,
+        {"rows": n_rows, "duplicates": dup, "id_classes": plan.id_classes},
+        [f"arrival_id={x}; appears more than once" for x in found],
+    )
+
+    # EVENTS_CONSERVATION: the shards' cells, then the partition's totals
+    s3_sum = sum(p.s3_sum for p in parts)
+    whole = RankedOffences()
+    if n_rows != plan.rows:
+        whole.add(1, [((3, 0), f"arrival_events; the files' footers hold {plan.rows} rows, "
+                               f"the shards read {n_rows}: merchant_id statistics that do not "
+                               "hold the rows")])
+    if totals.get("events") != n_rows:
+        whole.add(1, [((3, 1), f"arrival_events/_totals.json; events={totals.get('events')}, "
+                               f"the files hold {n_rows} rows")])
+    if s3_sum != n_rows:
+        whole.add(1, [((3, 2), f"partition; S3 Σcount {s3_sum} != S4 rows {n_rows}")])
+    n_cons, ex_cons = offences("EVENTS_CONSERVATION", whole)
+    conservation = verdict(
+        "EVENTS_CONSERVATION",
+        n_cons == 0,
+        {
+            "rows": n_rows,
+            "s3_rows": sum(p.s3_rows for p in parts),
+            "s3_sum_count": s3_sum,
+            "cells_mismatched": sum(p.cells_mismatched for p in parts),
+            "totals_events": totals.get("events"),
+        },
+        ex_cons,
+    )
+
+    # EVENTS_LOCAL_TIME
+    n_local, ex_local = offences("EVENTS_LOCAL_TIME")
+    local_time = verdict(
+        "EVENTS_LOCAL_TIME",
+        n_local == 0,
+        {
+            "rows": n_rows,
+            "offending_rows": n_local,
+            "rows_converted_per_row": sum(p.rows_converted_per_row for p in parts),
+            **(parts[0].reference if parts else {}),
+        },
+        ex_local,
+    )
+
+    # EVENTS_SORTED: within runs by the shards; between runs, the row before against the
+    # row after in the partition
+    between = RankedOffences()
+    runs = sorted((r for p in parts for r in p.runs), key=lambda r: r.start)
+    for a, b in zip(runs, runs[1:], strict=False):
+        if a.end + 1 == b.start and a.last > b.first:
+            between.add(1, [((1, b.start), f"{b.first_label}; arrival_seq={b.first[2]} is out "
+                                           "of (merchant_id, ts_utc, arrival_seq) order")])
+    overflow = sum(p.runs_overflow for p in parts)
+    if overflow:
+        between.add(overflow, [((1, -1), f"arrival_events; {overflow} more runs of rows "
+                                         "interleaved with other merchants' rows")])
+
+    # RNG_REDERIVE_S4: block accounting, then the sample within the event budget
+    o = RankedOffences()
+    law_blocks = {
+        "S4.time.v1": int(stats[ST_ROWS]),
+        "S4.hybrid.v1": int(stats[ST_HYBRID]),
+        "S4.edge.v1": int(stats[ST_VIRTUAL]),
+        "S4.site.v1": int(stats[ST_PHYSICAL]),
+    }
+    got_blocks = totals.get("blocks") or {}
+    for i, (fam, n) in enumerate(law_blocks.items()):
+        if got_blocks.get(fam) != n:
+            o.add(1, [((0, i), f"arrival_events/_totals.json; blocks[{fam}]="
+                               f"{got_blocks.get(fam)}, the law over the file gives {n}")])
+    picks = sorted(x for p in parts for x in p.picks)
+    kept = [x for x, c in zip(picks, np.cumsum([x[2] for x in picks]), strict=True)
+            if c <= REDERIVE_EVENT_BUDGET]
+    first_count: dict[int, int] = {}
+    for _, cell, count in kept:
+        first_count.setdefault(cell, count)
+    cells = sorted(first_count)
+    why = {c: t for p in parts for c, t in p.rederive_mismatch.items()}
+    mismatched = [c for c in cells if c in why]
+    o.add(len(mismatched), [((2, c), why[c]) for c in mismatched[:MAX_EXAMPLES]])
+    n_re, ex_re = merged_offences([o, *(p.offences["RNG_REDERIVE_S4"] for p in parts)])
+    rederive = verdict(
+        "RNG_REDERIVE_S4",
+        n_re == 0,
+        {
+            "sampled_cells": len(cells),
+            "sampled_events": int(sum(first_count.values())),
+            "cells_mismatched": len(mismatched),
+            "blocks_law": law_blocks,
+            "blocks_totals": got_blocks,
+        },
+        ex_re,
+    )
+
+    # the statistics
+    hist = np.sum([p.hist for p in parts], axis=0, dtype=np.int64)
+    site_hits = np.zeros(len(world.site_ids), dtype=np.int64)
+    edge_hits = np.zeros(len(world.edge_ids), dtype=np.int64)
+    for p in parts:
+        site_hits[p.site_lo : p.site_lo + len(p.site_hits)] += p.site_hits
+        edge_hits[p.edge_lo : p.edge_lo + len(p.edge_hits)] += p.edge_hits
+
+    def first_site_of_set(set_id: int) -> str:
+        k = int(np.flatnonzero(world.site_set == set_id)[0])
         return (
-            f"merchant={int(idx.m_ids[idx.site_merchant[k]])}|"
-            f"{idx.countries[idx.site_country[k]]}|{idx.tzids[idx.site_zone[k]]}"
+            f"merchant={int(world.m_ids[world.site_merchant[k]])}|"
+            f"{world.countries[world.site_country[k]]}|{world.tzids[world.site_zone[k]]}"
         )
 
-    def _first_edge_of_merchant(self, m: int) -> str:
-        return f"merchant={int(self.index.m_ids[m])}"
-
-    def _weekend_mask(self) -> np.ndarray:
-        """[zone, bucket]: the bucket starts on a Saturday or Sunday in the zone (law tz)."""
-        tz = self.ctx.tz
-        Z = len(self.index.tzids)
-        starts = (self.w.first_bucket + np.arange(self.B, dtype=np.int64)) * self.bucket_us
-        zone = np.repeat(np.arange(Z, dtype=np.int64), self.B)
-        loc = to_local_us(tz, zone, np.tile(starts, Z))
-        weekday = (np.floor_divide(loc, 86400 * US) + 3) % 7  # 1970-01-01 was a Thursday
-        return (weekday >= 5).reshape(Z, self.B)
-
-    def _weekend_events(self) -> tuple[int, int]:
-        self.weekend = self._weekend_mask()
-        zone = self.index.series_zone
-        counts = self.cell_counts.reshape(self.S, self.B)
-        wk = 0
-        step = max(1, 4_000_000 // max(self.B, 1))
-        for lo in range(0, self.S, step):
-            hi = min(lo + step, self.S)
-            wk += int((counts[lo:hi] * self.weekend[zone[lo:hi]]).sum())
-        return wk, int(counts.sum())
-
-    def _weekend_share(self) -> RuleResult:
-        groups = published_groups(self.ctx, self.store, self.year, self.index)
-        lat = read_latent(self.ctx, self.store, self.year, groups.group_ids)
-        zone = self.index.series_zone
-        mu_wk = 0.0
-        mu_all = 0.0
-        for lo, hi, mu in law_mu(self.ctx, self.store, self.year, lat.factor,
-                                 groups.group_of_series):
-            mu_all += float(np.nansum(mu))
-            mu_wk += float(np.nansum(mu * self.weekend[zone[lo:hi]]))
-        wk, total = self.weekend_realised
-        return weekend_share_verdict(
-            wk, total, mu_wk, mu_all, self.pol.validation.weekend_share_tolerance
-        )
+    mu_wk, mu_all = law
+    return [
+        id_unique,
+        conservation,
+        simple("EVENTS_IN_BUCKET", {"rows": n_rows}),
+        local_time,
+        simple("EVENTS_ROUTING_MEMBERSHIP", {"rows": n_rows}),
+        simple(
+            "EVENTS_TARGET_EXCLUSIVE",
+            {
+                "rows": n_rows,
+                "virtual": int(stats[ST_VIRTUAL]),
+                "physical": int(stats[ST_PHYSICAL]),
+            },
+        ),
+        simple("EVENTS_SORTED", {"rows": n_rows, "files": len(plan.files)}, between),
+        simple("EVENTS_SEQ", {"rows": n_rows, "merchants": sum(p.merchants_seen for p in parts)}),
+        rederive,
+        uniformity_verdict(hist, D * US, pol.validation.uniformity_z_max),
+        routing_shares_verdict(
+            pooled_shares(site_hits, world.site_weight, world.site_set),
+            pooled_shares(edge_hits, world.edge_weight, world.edge_merchant),
+            int(stats[ST_HYBRID]),
+            int(stats[ST_HYBRID_VIRTUAL]),
+            pol.routing.p_virtual_hybrid,
+            pol.validation.routing_z_max,
+            first_site_of_set,
+            lambda m: f"merchant={int(world.m_ids[m])}",
+        ),
+        weekend_share_verdict(
+            sum(p.weekend_events for p in parts),
+            sum(p.grid_events for p in parts),
+            mu_wk,
+            mu_all,
+            pol.validation.weekend_share_tolerance,
+        ),
+    ]
 
 
 # ---------------------------------------------------------------------- statistical decisions

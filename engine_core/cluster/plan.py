@@ -1,4 +1,5 @@
-"""Merchant shards balanced by expected work.
+"""Merchant shards balanced by expected work (the cut itself, ``balanced_shards``, lives in
+engine_core/context.py beside ``Shard``: the S4 rules cut their shards with it too).
 
 S3 samples every (series, bucket) cell, so its work is cells: series × buckets. S4 realises
 events, so its work is the published S3 counts summed per merchant. Shards are contiguous
@@ -12,33 +13,15 @@ import math
 
 import numpy as np
 
-from engine_core.context import RunContext, Shard
+from engine_core.context import RunContext, Shard, balanced_shards
 from engine_core.io.store import DatasetStore
+
+__all__ = ["balanced_shards", "merchant_cells", "merchant_events", "plan_shards"]
 
 # Work per shard when the caller does not fix the number of shards: a few seconds of one
 # worker thread each, so a lost worker costs little and a cluster stays busy.
 CELLS_PER_SHARD = 10_000_000
 EVENTS_PER_SHARD = 5_000_000
-
-
-def balanced_shards(work: np.ndarray, n_shards: int) -> list[Shard]:
-    """Contiguous merchant ranges, each holding about ``sum(work) / n_shards``; at most one
-    shard per merchant, no empty shard (unless there are no merchants at all)."""
-    n = len(work)
-    if n == 0:
-        return [Shard(0, 0)]
-    k = max(1, min(int(n_shards), n))
-    cum = np.cumsum(np.asarray(work, dtype=np.float64))
-    total = cum[-1]
-    if total <= 0:  # no work anywhere: cut by merchant count
-        cuts = [round(j * n / k) for j in range(k + 1)]
-    else:
-        targets = total * np.arange(1, k) / k
-        cuts = [0, *(int(c) + 1 for c in np.searchsorted(cum, targets, side="left")), n]
-    cuts = sorted(set(min(max(c, 0), n) for c in cuts))
-    if cuts[0] != 0:
-        cuts.insert(0, 0)
-    return [Shard(a, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
 
 
 def merchant_cells(ctx: RunContext) -> np.ndarray:

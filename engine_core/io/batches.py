@@ -17,30 +17,18 @@ BATCH_ROWS = 1 << 20
 MAX_GROUP_ROWS = 1 << 22  # larger row groups are read in slices (memory bound)
 
 
-def iter_batches(files: list[str], fs, columns: list[str]) -> Iterator[pa.Table]:
-    """The rows of ``files`` in order, a row group at a time (row groups above
-    ``MAX_GROUP_ROWS`` in slices of ``BATCH_ROWS``), the next one decoded in a background
-    thread while the caller works on the current one."""
+def _prefetched(items: Iterator) -> Iterator:
+    """``items`` produced in a background thread, at most two ahead of the consumer."""
     q: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
     done = object()
 
     def produce() -> None:
         try:
-            for f in files:
-                pf = pq.ParquetFile(f, filesystem=fs)
-                for g in range(pf.metadata.num_row_groups):
-                    if stop.is_set():
-                        return
-                    if pf.metadata.row_group(g).num_rows <= MAX_GROUP_ROWS:
-                        q.put(pf.read_row_group(g, columns=columns))
-                        continue
-                    for rb in pf.iter_batches(
-                        batch_size=BATCH_ROWS, row_groups=[g], columns=columns
-                    ):
-                        if stop.is_set():
-                            return
-                        q.put(pa.Table.from_batches([rb]))
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put(item)
             q.put(done)
         except BaseException as exc:  # handed to the consumer
             q.put(exc)
@@ -62,3 +50,60 @@ def iter_batches(files: list[str], fs, columns: list[str]) -> Iterator[pa.Table]
                 q.get_nowait()
             except queue.Empty:
                 th.join(0.01)
+
+
+def _row_group(pf: pq.ParquetFile, g: int, columns: list[str]) -> Iterator[pa.Table]:
+    """Row group ``g`` whole, or in slices of ``BATCH_ROWS`` above ``MAX_GROUP_ROWS``."""
+    if pf.metadata.row_group(g).num_rows <= MAX_GROUP_ROWS:
+        yield pf.read_row_group(g, columns=columns)
+        return
+    for rb in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[g], columns=columns):
+        yield pa.Table.from_batches([rb])
+
+
+def iter_batches(files: list[str], fs, columns: list[str]) -> Iterator[pa.Table]:
+    """The rows of ``files`` in order, a row group at a time (row groups above
+    ``MAX_GROUP_ROWS`` in slices of ``BATCH_ROWS``), the next one decoded in a background
+    thread while the caller works on the current one."""
+
+    def tables() -> Iterator[pa.Table]:
+        for f in files:
+            pf = pq.ParquetFile(f, filesystem=fs)
+            for g in range(pf.metadata.num_row_groups):
+                yield from _row_group(pf, g, columns)
+
+    return _prefetched(tables())
+
+
+def overlapping_row_groups(pf: pq.ParquetFile, column: str, lo: int, hi: int) -> list[int]:
+    """The row groups of ``pf`` whose statistics on ``column`` may hold a value in
+    ``[lo, hi]`` (every row group without statistics)."""
+    meta = pf.metadata
+    col = pf.schema_arrow.get_field_index(column)
+    keep = []
+    for g in range(meta.num_row_groups):
+        st = meta.row_group(g).column(col).statistics if col >= 0 else None
+        if st is None or not st.has_min_max or (st.max >= lo and st.min <= hi):
+            keep.append(g)
+    return keep
+
+
+def iter_row_groups(parts: list[tuple[str, int, list[int]]], fs, columns: list[str]
+                    ) -> Iterator[tuple[int, pa.Table]]:
+    """Chosen row groups of several files, in order, each as (position of its first row in
+    the concatenation of the files, table): ``parts`` lists (file, position of the file's
+    first row, row group indices). Prefetched and sliced like :func:`iter_batches`."""
+
+    def tables() -> Iterator[tuple[int, pa.Table]]:
+        for f, base, groups in parts:
+            pf = pq.ParquetFile(f, filesystem=fs)
+            starts = [0]
+            for g in range(pf.metadata.num_row_groups):
+                starts.append(starts[-1] + pf.metadata.row_group(g).num_rows)
+            for g in groups:
+                pos = base + starts[g]
+                for t in _row_group(pf, g, columns):
+                    yield pos, t
+                    pos += t.num_rows
+
+    return _prefetched(tables())

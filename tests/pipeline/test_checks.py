@@ -17,7 +17,7 @@ import pytest
 from scipy import stats
 
 from engine_core import schemas
-from engine_core.checks import evaluate, rules_s4, world_rules
+from engine_core.checks import evaluate, event_shards, rules_s4, world_rules
 from engine_core.checks.catalogue import RULES
 from engine_core.checks.local_clock import SENTINEL, LocalClockReference, zoneinfo_local
 from engine_core.checks.report import publish_report
@@ -201,7 +201,7 @@ def test_local_times_converted_row_by_row_are_judged_alike(eng, monkeypatch):
 def test_many_batches_and_id_classes_change_nothing(eng, monkeypatch):
     monkeypatch.setattr(batches, "MAX_GROUP_ROWS", 5000)
     monkeypatch.setattr(batches, "BATCH_ROWS", 3333)
-    monkeypatch.setattr(rules_s4, "ID_CLASS_BUDGET", 20_000)
+    monkeypatch.setattr(event_shards, "ID_CLASS_BUDGET", 20_000)
     results = evaluate(eng.ctx, eng.store, "s4", YEAR)
     assert [r.code for r in results if not r.passed] == []
     assert next(r for r in results if r.code == "EVENTS_ID_UNIQUE").figures["id_classes"] > 1
