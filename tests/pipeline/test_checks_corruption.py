@@ -1,5 +1,6 @@
 """Every validation rule can fail: each test corrupts one published partition of a clean tiny
 run (rewriting its Parquet file in place, or its totals) and asserts the rule's code fails.
+The S4 rules are also evaluated in 3 and 7 merchant shards: the same rules fail.
 
 The corruptions reproduce the previous system's failures where there is one: a grid bucket
 missing (``bucket_missing`` / ``DOMAIN_ALIGN_FAILED``), timestamps written as strings, local
@@ -21,6 +22,7 @@ import pytest
 
 from engine_core.checks import evaluate, world_rules
 from engine_core.checks.catalogue import RULES
+from engine_core.checks.rules_s4 import s4_rules
 from engine_core.pipeline import Run, RunConfig
 from engine_core.tz import build_tz_tables
 from tests.pipeline.conftest import run_states
@@ -108,7 +110,17 @@ def failed(eng: Run, state: str) -> dict[str, object]:
     results = (world_rules(eng.ctx, eng.store) if state == "world"
                else evaluate(eng.ctx, eng.store, state, YEAR))
     assert [r.code for r in results] == [r.code for r in RULES if r.state == state]
-    return {r.code: r for r in results if not r.passed}
+    bad = {r.code: r for r in results if not r.passed}
+    if state == "s4":  # the S4 rules in merchant shards fail the same rules, as often
+        for k in (3, 7):
+            sharded = {r.code: r for r in s4_rules(eng.ctx, eng.store, YEAR, shards=k)
+                       if not r.passed}
+            assert sorted(sharded) == sorted(bad), f"{k} shards"
+            for code, r in bad.items():
+                assert r.examples and sharded[code].examples, code
+                n = r.figures.get("offending_rows")
+                assert sharded[code].figures.get("offending_rows") == n, (code, k)
+    return bad
 
 
 def assert_fails(eng: Run, state: str, code: str) -> None:
