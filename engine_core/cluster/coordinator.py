@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from engine_core.cluster.plan import plan_shards
+from engine_core.cluster.rules import check_s4_on_cluster
 from engine_core.cluster.tasks import compute_shard, prepare_worker, run_identity
 from engine_core.context import RunConfig, Shard
 from engine_core.errors import EngineError
@@ -202,6 +203,9 @@ def _compute_sharded(run: Run, state: str, settings: ClusterSettings, client: An
         paths += store.publish_shards(dataset, w.year, attempts, merge,
                                       discard_in_background=state == "s4")
     publish_s = time.perf_counter() - t_pub
+    # the S4 rules on the workers too, over what was just published (verdicts recorded)
+    rules = (check_s4_on_cluster(run, config, client, settings.state_timeout_s, len(shards))
+             if state == "s4" else {})
     rows = sum(int(s["rows"]) for s in done)
     events = sum(int(s["events"] or 0) for s in done)
     shard_s = sorted(float(s["task_s"]) for s in done)
@@ -212,5 +216,5 @@ def _compute_sharded(run: Run, state: str, settings: ClusterSettings, client: An
                  "shard_s_max": shard_s[-1] if shard_s else 0.0,
                  "shard_s_sum": sum(shard_s),
                  "workers": sorted({f"{s['host']}:{s['pid']}" for s in done}),
-                 "scheduler": settings.scheduler},
+                 "scheduler": settings.scheduler, **rules},
     )

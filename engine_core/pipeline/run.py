@@ -61,17 +61,20 @@ class Run:
             raise ValueError(f"unknown state {name!r}: expected one of {', '.join(STATE_RUNNERS)}")
         return STATE_RUNNERS[name](self.ctx, self.store, self.progress, shard, **options)
 
-    def check(self, state: str, year: int | None = None, remember: bool = True
-              ) -> list[RuleResult]:
-        """Every rule of ``state`` over what it published (every year unless ``year``)."""
-        return s5_report.check(self.ctx, self.store, state, year, remember)
+    def check(self, state: str, year: int | None = None, remember: bool = True,
+              reuse: bool = True) -> list[RuleResult]:
+        """Every rule of ``state`` over what it published (every year unless ``year``); the
+        verdicts recorded for exactly the published files (the S4 rules a cluster evaluated,
+        an earlier check) are reused unless ``reuse`` is False."""
+        return s5_report.check(self.ctx, self.store, state, year, remember, reuse)
 
 
 def run_all(run: Run, compute: Callable[[str], StateResult] | None = None) -> dict[str, Any]:
     """Run every state in order; return the summary the CLI prints as its last line.
 
     ``compute(name)`` runs S1–S4 instead of ``run.state(name)`` when given (a cluster
-    coordinator computes S3 and S4 in shards); S5 judges the published partitions here."""
+    coordinator computes S3 and S4 in shards, and the S4 rules on its workers); S5 judges the
+    published partitions here, taking the verdicts recorded for exactly these files."""
     t0 = time.perf_counter()
     states: dict[str, Any] = {}
     jit_s = 0.0
@@ -84,7 +87,8 @@ def run_all(run: Run, compute: Callable[[str], StateResult] | None = None) -> di
         res = compute(name) if compute is not None else run.state(name)
         jit_s += res.jit_compile_s
         states[name] = res.summary()
-    s5 = run.state("s5")
+    # verdicts a cluster recorded for the partitions it published are reused
+    s5 = run.state("s5", reuse=compute is not None)
     jit_s += s5.jit_compile_s
     wait_discards()
     states["s5"] = s5.summary()

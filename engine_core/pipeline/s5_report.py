@@ -24,11 +24,18 @@ STATES_JUDGED = ("world", "s1", "s2", "s3", "s4")
 
 
 def check(ctx: RunContext, store: DatasetStore, state: str, year: int | None = None,
-          remember: bool = True) -> list[RuleResult]:
-    """Every rule of ``state`` over the published data (every window unless ``year``)."""
+          remember: bool = True, reuse: bool = False) -> list[RuleResult]:
+    """Every rule of ``state`` over the published data (every window unless ``year``);
+    with ``reuse``, verdicts recorded for exactly these files (a cluster's S4 rules) are
+    taken instead of evaluated."""
     await_validation_kernels()
     out = []
     for y in [year] if year is not None else ctx.years:
+        recalled = (memo.recall(ctx, store, state, y)
+                    if reuse and state in memo.STATES else None)
+        if recalled is not None:
+            out += recalled
+            continue
         sig = (memo.signature(ctx, store, state, y)
                if remember and state in memo.STATES else None)
         results = evaluate(ctx, store, state, y)
