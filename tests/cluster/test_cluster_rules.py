@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pyarrow.fs import FileSelector
 
 from engine_core.checks import evaluate, memo, rules_s4
 from engine_core.checks.event_shards import drop_ids, plan_s4_rules, rule_shards
@@ -20,6 +21,7 @@ from engine_core.cluster.rules import check_s4_on_cluster
 from engine_core.pipeline import Run, RunConfig
 from tests.cluster.conftest import YEAR
 from tests.conftest import utc
+from tests.ops.test_object_storage import BUCKET, CREDENTIALS, s3_server  # noqa: F401
 
 pytestmark = pytest.mark.timeout(600)
 SHARDS = 3
@@ -82,3 +84,29 @@ def test_s4_rules_run_on_the_workers_and_equal_the_in_process_verdicts(
     assert not r.passed and r.figures["duplicates"] == 1
     assert r.examples == (f"arrival_id={int(aid[-1])}; appears more than once",)
     assert np.uint64(aid[-1]) == first.column("arrival_id").to_numpy()[0]
+
+
+def test_s4_rules_on_the_cluster_with_an_object_store_root(
+        make_cluster, s3_server, monkeypatch):  # noqa: F811
+    env = {**CREDENTIALS, "AWS_ENDPOINT_URL": s3_server.endpoint}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    cluster = make_cluster(workers=2, env=env)
+    run = Run.open(RunConfig(world="tiny", scenario="baseline", start=utc(YEAR, 3),
+                             end=utc(YEAR, 3, 8), storage_root=f"s3://{BUCKET}/rules",
+                             threads=1))
+    run.state("s1")
+    run.state("s2")
+    settings = ClusterSettings(cluster.scheduler_file, shards=SHARDS)
+    with cluster.client() as client:
+        compute_state(run, "s3", settings, client)
+        m = compute_state(run, "s4", settings, client).metrics
+    assert m["rules_on_cluster"], m.get("rules_error")
+    assert m["rules_failed"] == []
+    recorded = memo.recall(run.ctx, run.store, "s4", YEAR)
+    assert [r.to_dict() for r in recorded] == [
+        r.to_dict() for r in evaluate(run.ctx, run.store, "s4", YEAR)]
+    # the id classes went through the bucket's shard area and are gone
+    left = s3_server.filesystem().get_file_info(FileSelector(
+        f"{BUCKET}/rules/_shards", recursive=True, allow_not_found=True))
+    assert not [i for i in left if i.path.endswith(".u64")]
