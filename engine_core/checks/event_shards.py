@@ -95,10 +95,15 @@ def merchant_cells(ctx, n_buckets: int) -> np.ndarray:
     return np.bincount(rank, minlength=len(ctx.merchant_ids)).astype(np.float64) * n_buckets
 
 
-def rule_shards(ctx, year: int, at_least: int = 1) -> list[Shard]:
-    """Merchant shards for the S4 rules of ``year``: balanced by cells, each within
-    ``CELLS_PER_RULE_SHARD`` (a merchant is never split), at least ``at_least``."""
+def rule_shards(ctx, year: int, at_least: int = 1, prefer: list[Shard] | None = None
+                ) -> list[Shard]:
+    """Merchant shards for the S4 rules of ``year``: ``prefer`` (the shards S4 was computed
+    in: each then reads exactly its own files) when each is within ``CELLS_PER_RULE_SHARD``
+    cells, else balanced by cells, each within the budget (a merchant is never split), at
+    least ``at_least``."""
     cells = merchant_cells(ctx, ctx.window(year).n_buckets)
+    if prefer and all(float(cells[s.lo : s.hi].sum()) <= CELLS_PER_RULE_SHARD for s in prefer):
+        return [Shard(s.lo, s.hi) for s in prefer]
     n = max(int(at_least), math.ceil(float(cells.sum()) / CELLS_PER_RULE_SHARD), 1)
     return balanced_shards(cells, n)
 

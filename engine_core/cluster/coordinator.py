@@ -204,7 +204,7 @@ def _compute_sharded(run: Run, state: str, settings: ClusterSettings, client: An
                                       discard_in_background=state == "s4")
     publish_s = time.perf_counter() - t_pub
     # the S4 rules on the workers too, over what was just published (verdicts recorded)
-    rules = (check_s4_on_cluster(run, config, client, settings.state_timeout_s, len(shards))
+    rules = (check_s4_on_cluster(run, config, client, settings.state_timeout_s, shards)
              if state == "s4" else {})
     rows = sum(int(s["rows"]) for s in done)
     events = sum(int(s["events"] or 0) for s in done)

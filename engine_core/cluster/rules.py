@@ -40,7 +40,7 @@ from engine_core.checks.rules_s4 import (
 from engine_core.checks.verdicts import RuleResult, complete, guarded
 from engine_core.checks.world_index import WorldIndex
 from engine_core.cluster.tasks import _open_run, check_identity, run_identity
-from engine_core.context import RunConfig
+from engine_core.context import RunConfig, Shard
 from engine_core.pipeline.run import Run
 
 
@@ -92,26 +92,27 @@ def _results(futures: list, submitted: list, timeout_s: float) -> list:
 
 
 def check_s4_on_cluster(run: Run, config: RunConfig, client: Any, timeout_s: float,
-                        at_least: int = 1) -> dict[str, Any]:
+                        shards: list[Shard] | None = None) -> dict[str, Any]:
     """Evaluate the S4 rules of every window on the cluster and record the verdicts; a
     summary for the state's metrics (verdicts, seconds, the workers that ran the shards, or
-    the error that left the rules to be evaluated in process)."""
+    the error that left the rules to be evaluated in process). ``shards``: those S4 was
+    computed in, taken for the rules when each is small enough."""
     t0 = time.perf_counter()
     ctx, store = run.ctx, run.store
     identity = run_identity(ctx)
     world = WorldIndex(ctx)
     workers: set[str] = set()
     failed: list[str] = []
-    shards = 0
+    n_shards = 0
     submitted: list = []
     try:
         for w in ctx.windows:
             year = w.year
             sig = memo.signature(ctx, store, "s4", year)  # before any rule reads a file
             tag = uuid.uuid4().hex[:8]
-            plan = plan_s4_rules(ctx, store, year, rule_shards(ctx, year, at_least),
+            plan = plan_s4_rules(ctx, store, year, rule_shards(ctx, year, prefer=shards),
                                  ids_dir=cluster_ids_dir(store, year, tag))
-            shards += len(plan.shards)
+            n_shards += len(plan.shards)
             try:
                 law = client.submit(weekend_sums, config, identity, year, pure=False,
                                     key=f"s4-rules-law-{year}-{tag}")
@@ -140,5 +141,5 @@ def check_s4_on_cluster(run: Run, config: RunConfig, client: Any, timeout_s: flo
         return {"rules_on_cluster": False, "rules_s": time.perf_counter() - t0,
                 "rules_error": f"{type(exc).__name__}: {exc}"}
     return {"rules_on_cluster": True, "rules_s": time.perf_counter() - t0,
-            "rules_shards": shards, "rules_workers": sorted(workers),
+            "rules_shards": n_shards, "rules_workers": sorted(workers),
             "rules_failed": failed}
