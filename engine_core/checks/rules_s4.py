@@ -124,6 +124,7 @@ from engine_core.checks.world_index import (
 )
 from engine_core.io.batches import iter_row_groups, overlapping_row_groups
 from engine_core.kernels.arrivals import generate_events
+from engine_core.rng.streams import stream_keys
 from engine_core.timebase import US_PER_S as US
 from engine_core.tz import to_local_us
 
@@ -758,8 +759,14 @@ class EventChecks:
         row_offset = np.zeros(len(cells) + 1, dtype=np.int64)
         np.cumsum(counts, out=row_offset[1:])
         n = int(row_offset[-1])
+        # the stream keys of the sampled series only (a SHA-256 each): the kernel reads no
+        # other series' keys
         ns, seed = self.pol.namespace, self.ctx.seed
-        keys = {f: m.series_keys(f, ns, seed) for f in FAMILIES_S4}
+        need = np.unique(row_series)
+        keys = {}
+        for f in FAMILIES_S4:
+            keys[f] = np.zeros(m.n_series, dtype=np.uint64)
+            keys[f][need] = stream_keys(f, ns, seed, (m.series_key(int(i)) for i in need))
         tz = self.ctx.tz
         ts = np.empty(n, dtype=np.int64)
         aid = np.empty(n, dtype=np.uint64)
