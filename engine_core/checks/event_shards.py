@@ -272,9 +272,13 @@ class ShardIds:
         return self.remote
 
     def close(self) -> None:
+        """Close the files (after :meth:`finish`, or instead of it when the pass failed: a
+        local copy meant for an object store is then removed)."""
         for f in self._files:
             f.close()
         self._files = []
+        if self.remote is not None:
+            shutil.rmtree(self.local, ignore_errors=True)
 
 
 def read_id_class(store, plan: S4Plan, dirs: list[str], p: int) -> np.ndarray:

@@ -60,6 +60,7 @@ from collections.abc import Callable
 import numba
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from engine_core.checks.contract import schema_rule
 from engine_core.checks.event_scan import (
@@ -303,8 +304,6 @@ class EventChecks:
     # ------------------------------------------------------------------ inputs
     def _parts(self, files: list[tuple[str, int]]) -> list[tuple[str, int, list[int]]]:
         """(file, position of its first row, row groups that may hold the shard's ids)."""
-        import pyarrow.parquet as pq
-
         out = []
         for f, first in files:
             pf = pq.ParquetFile(f, filesystem=self.store.storage.fs)
@@ -327,8 +326,6 @@ class EventChecks:
         files = self.store.dataset_files("bucket_counts", self.year)
         parts = self._parts([(f, 0) for f in files])
         fs = self.store.storage.fs
-        import pyarrow.parquet as pq
-
         n_max = sum(
             pq.ParquetFile(f, filesystem=fs).metadata.row_group(g).num_rows
             for f, _, groups in parts
