@@ -23,6 +23,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -81,6 +82,11 @@ class LocalCluster:
                 os.killpg(p.pid, signal.SIGKILL)
 
 
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _config(args: argparse.Namespace, root: str, threads: int | None) -> RunConfig:
     def ts(text: str) -> dt.datetime:
         return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
@@ -97,16 +103,20 @@ def time_variant(run: Run, cluster: LocalCluster | None, shards: int | None) -> 
         out["prepare_workers_s"] = round(time.perf_counter() - t, 3)
     t0 = time.perf_counter()
     for state in ("s3", "s4"):
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), _cpu_s()
         if cluster is None:
             res = run.state(state)
         else:
             res = compute_state(run, state, ClusterSettings(cluster.sched_file, shards=shards),
                                 cluster.client)
+        # in process: this process's CPU over the state; on the cluster: the shards' CPU in
+        # their workers (each a process of its own, one shard at a time)
         out[state] = {"wall_s": round(time.perf_counter() - t, 3), "rows": res.rows,
+                      "cpu_s": round(res.metrics.get("shard_cpu_s_sum", _cpu_s() - cpu), 3),
                       **{k: v for k, v in res.metrics.items()
                          if k in ("shards", "publish_s", "shard_s_max", "shard_s_sum",
-                                  "cluster_s")}}
+                                  "cluster_s", "worker_peak_rss_mb",
+                                  "coordinator_rss_growth_mb")}}
     t = time.perf_counter()
     rules = run.check("s4", remember=False)
     out["s4_rules"] = {"wall_s": round(time.perf_counter() - t, 3),

@@ -338,6 +338,7 @@ def _compute_sharded(run: Run, state: str, settings: ClusterSettings, client: An
         metrics={"shards": len(shards), "cluster_s": t_compute, "publish_s": publish_s,
                  "shard_s_max": shard_s[-1] if shard_s else 0.0,
                  "shard_s_sum": sum(shard_s),
+                 "shard_cpu_s_sum": sum(float(s.get("cpu_s", 0.0)) for s in done),
                  "workers": sorted({f"{s['host']}:{s['pid']}" for s in done}),
                  "worker_peak_rss_mb": max((float(s.get("peak_rss_mb", 0)) for s in done),
                                            default=0.0),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import resource
 import socket
 import time
 import uuid
@@ -98,7 +99,7 @@ def compute_shard(config: RunConfig, identity: dict[str, str], state: str, shard
     summary for the coordinator, naming the attempt whose files to publish. Each attempt
     writes a directory of its own: a recomputed shard (its worker died or was cut off) never
     shares files with an earlier attempt that may still be running."""
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _process_cpu_s()
     shard = Shard(shard.lo, shard.hi, f"{shard.attempt}-{uuid.uuid4().hex[:8]}".lstrip("-"))
     run = _open_run(config)
     if not run.store.storage.is_local:
@@ -128,4 +129,13 @@ def compute_shard(config: RunConfig, identity: dict[str, str], state: str, shard
             "rows": res.rows,
             "events": res.events, "files": len(res.paths), "bytes": res.output_bytes,
             "state_s": res.elapsed_s, "task_s": time.perf_counter() - t0,
+            "cpu_s": _process_cpu_s() - cpu0,
             "host": socket.gethostname(), "pid": os.getpid(), "peak_rss_mb": peak_rss_mb()}
+
+
+def _process_cpu_s() -> float:
+    """CPU seconds of this worker process so far, every thread (its Numba and writer threads,
+    and dask's own: with ``--nthreads 1`` one shard runs at a time, so a shard's delta is
+    what it cost the worker)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
