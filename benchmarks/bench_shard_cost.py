@@ -6,11 +6,13 @@
 One process pinned to one core (``sched_setaffinity`` before anything starts a thread, so
 the Numba and writer threads share it, as in a ``dask worker --nthreads 1`` pinned to a core)
 and one Numba thread. S1–S3 are computed once; then, interleaved ``--pairs`` times (A B, then
-B A, ...):
+B A, ...; three variants rotate):
 
 - ``whole``: S4 over the whole partition (published, as in process);
 - ``shards``: S4 over the partition's S4 shards (``plan_shards``), one after the other, each
   into its shard directory (dropped after), as a cluster worker runs them;
+- ``shards_rekeyed``: the same with the world's series-key cache emptied before each shard,
+  i.e. the keys derived once per shard as before they were kept with the world;
 
 each timed as wall and process CPU (user + system, every thread), and split into phases by
 wrapping S4's own functions: reading the counts (``count_chunks``), the kernel
@@ -47,7 +49,7 @@ def main() -> None:
     p.add_argument("--start", default="2026-03-02")
     p.add_argument("--end", default="2026-03-09")
     p.add_argument("--shards", type=int, default=4)
-    p.add_argument("--pairs", type=int, default=3)
+    p.add_argument("--pairs", type=int, default=3, help="rounds of every variant")
     p.add_argument("--core", type=int, default=None, help="pin to this core (default: last)")
     p.add_argument("--out", default=None, help="storage root (default: a temporary dir)")
     p.add_argument("--json", default=None)
@@ -106,17 +108,21 @@ def main() -> None:
     def whole() -> None:
         run.state("s4")
 
-    def sharded() -> None:
+    def sharded(rekey: bool = False) -> None:
         for s in shards:
+            if rekey:
+                run.ctx.arrays._keys.clear()
             shard = Shard(s.lo, s.hi, "bench")
             run.state("s4", shard=shard)
             for w in run.ctx.windows:
                 shutil.rmtree(run.store.shard_path("arrival_events", w.year, shard.name))
 
-    variants = {"whole": whole, "shards": sharded}
+    variants = {"whole": whole, "shards": sharded,
+                "shards_rekeyed": lambda: sharded(rekey=True)}
     results: dict[str, list[dict[str, float]]] = {k: [] for k in variants}
+    names = list(variants)
     for i in range(args.pairs):
-        order = ["whole", "shards"] if i % 2 == 0 else ["shards", "whole"]
+        order = names[i % 3:] + names[:i % 3]
         for name in order:
             phases.clear()
             t0, c0 = time.perf_counter(), _cpu()
@@ -129,12 +135,15 @@ def main() -> None:
                   flush=True)
     med = {name: {k: statistics.median(r[k] for r in rows) for k in rows[0]}
            for name, rows in results.items()}
-    ratios = [s["cpu_s"] / w["cpu_s"] for s, w in zip(results["shards"], results["whole"],
-                                                        strict=True)]
+    ratios = {v: [s["cpu_s"] / w["cpu_s"] for s, w in zip(results[v], results["whole"],
+                                                            strict=True)]
+              for v in ("shards", "shards_rekeyed")}
     print(f"shards={len(shards)} core={core} load={os.getloadavg()[0]:.1f}")
     for name, m in med.items():
         print(f"median {name:6s} " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
-    print("cpu shards/whole per pair: " + " ".join(f"{r:.3f}" for r in ratios))
+    for v, rs in ratios.items():
+        print(f"cpu {v}/whole per round: " + " ".join(f"{r:.3f}" for r in rs)
+              + f"  median {statistics.median(rs):.3f}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"args": vars(args), "shards": len(shards), "results": results,
