@@ -220,13 +220,23 @@ def shard_areas(run: Run, dataset: str, tag: str, lease_s: float = LEASE_S) -> I
     shard's), the shards of a failed run, the lease."""
     store, years = run.store, [w.year for w in run.ctx.windows]
     for y in years:
-        store.sweep_stale_shards(dataset, y, keep=tag)
+        with contextlib.suppress(OSError):  # left for the next run: never fails this one
+            store.sweep_stale_shards(dataset, y, keep=tag)
 
     def renew() -> None:
         for y in years:
             store.write_shard_lease(dataset, y, tag, time.time() + lease_s)
 
-    renew()
+    try:
+        renew()
+    except OSError as exc:
+        raise EngineError(
+            "STORAGE_WRITE_FAILED",
+            f"could not write the run's lease in the shard area of {dataset} under "
+            f"{store.run_root}: {exc}; nothing was computed or published, fix the storage "
+            "and re-run",
+            table=dataset, key=store.shard_area(dataset, years[0]) if years else None,
+        ) from exc
     stop = threading.Event()
 
     def keep_renewing() -> None:
