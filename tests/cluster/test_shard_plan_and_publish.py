@@ -118,3 +118,27 @@ def test_sweep_keeps_live_leases_and_recent_unleased_entries(tmp_path):
     assert store.drop_run_shards("bucket_counts", 2026, "live") == 2
     assert store.drop_run_shards("bucket_counts", 2026, "new") == 1
     assert not os.path.exists(tmp_path / "data" / "_shards")  # the empty area pruned
+
+
+def test_a_lease_that_cannot_be_written_fails_coded_before_any_shard(tmp_path):
+    """No cluster needed: the run's claim on its shard areas is taken before anything is
+    submitted, and a storage root where it cannot be written fails the state with
+    STORAGE_WRITE_FAILED."""
+    from engine_core.cluster.coordinator import shard_areas
+    from engine_core.pipeline import Run, RunConfig
+    from tests.conftest import utc
+
+    root = tmp_path / "data"
+    run = Run.open(RunConfig(world="tiny", scenario="baseline", start=utc(2026, 3),
+                             end=utc(2026, 4), storage_root=str(root)))
+    root.mkdir()
+    (root / "_shards").write_text("not a directory")
+    entered = False
+    with pytest.raises(EngineError) as err, shard_areas(run, "bucket_counts", "abcd1234"):
+        entered = True
+    assert err.value.code == "STORAGE_WRITE_FAILED" and not entered
+    (root / "_shards").unlink()
+    with shard_areas(run, "bucket_counts", "abcd1234"):
+        area = run.store.shard_area("bucket_counts", 2026)
+        assert os.listdir(area) == ["_lease.abcd1234.json"]
+    assert not (root / "_shards").exists()
