@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/bench_cluster.py --world reference --start 2026-01-01 \
         --end 2026-04-01 [--out DIR] [--shards N] [--json PATH]
     .venv/bin/python benchmarks/bench_cluster.py --overhead      # tiny partitions only
+    .venv/bin/python benchmarks/bench_cluster.py --world reference --start 2026-03-02 \
+        --end 2026-03-09 --shards 4 --profile-ab 3             # dask's profiler on/off
 
 It prepares S1/S2 once in process, then times, over the same storage root:
 
@@ -15,6 +17,9 @@ It prepares S1/S2 once in process, then times, over the same storage root:
 and prints the speed-up of 2 workers over 1 and the cluster's wall against the in-process
 wall. ``--overhead`` runs tiny-world partitions of one day on 2 workers and reports
 per-shard time, publish time and scheduler overhead (state wall − slowest shard − publish).
+``--profile-ab N`` computes S3 once, then N rounds of: a fresh 1-worker cluster with dask's
+statistical profiler on, one with it off (order alternating), each running S4 twice (the
+second, warm, run counted) and reporting the CPU its shards cost the worker.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -81,6 +87,11 @@ class LocalCluster:
                 os.killpg(p.pid, signal.SIGKILL)
 
 
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _config(args: argparse.Namespace, root: str, threads: int | None) -> RunConfig:
     def ts(text: str) -> dt.datetime:
         return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
@@ -97,16 +108,20 @@ def time_variant(run: Run, cluster: LocalCluster | None, shards: int | None) -> 
         out["prepare_workers_s"] = round(time.perf_counter() - t, 3)
     t0 = time.perf_counter()
     for state in ("s3", "s4"):
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), _cpu_s()
         if cluster is None:
             res = run.state(state)
         else:
             res = compute_state(run, state, ClusterSettings(cluster.sched_file, shards=shards),
                                 cluster.client)
+        # in process: this process's CPU over the state; on the cluster: the shards' CPU in
+        # their workers (each a process of its own, one shard at a time)
         out[state] = {"wall_s": round(time.perf_counter() - t, 3), "rows": res.rows,
+                      "cpu_s": round(res.metrics.get("shard_cpu_s_sum", _cpu_s() - cpu), 3),
                       **{k: v for k, v in res.metrics.items()
                          if k in ("shards", "publish_s", "shard_s_max", "shard_s_sum",
-                                  "cluster_s")}}
+                                  "cluster_s", "worker_peak_rss_mb",
+                                  "coordinator_rss_growth_mb")}}
     if cluster is None:
         t = time.perf_counter()
         rules = run.check("s4", remember=False, reuse=False)
@@ -126,6 +141,37 @@ def time_variant(run: Run, cluster: LocalCluster | None, shards: int | None) -> 
     return out
 
 
+def profile_ab(args: argparse.Namespace, base: Path) -> dict:
+    """Warm S4 on one fresh worker with dask's profiler on and off, interleaved: the CPU its
+    shards cost the worker (the sum of the shards' process CPU)."""
+    run = Run.open(_config(args, str(base / "data"), 2))
+    for state in ("world", "s1", "s2", "s3"):
+        run.state(state)
+    key = "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED"
+    saved = os.environ.get(key)
+    out: dict = {"on": [], "off": []}
+    try:
+        for i in range(args.profile_ab):
+            for mode in ("on", "off") if i % 2 == 0 else ("off", "on"):
+                os.environ[key] = "True" if mode == "on" else "False"  # the workers inherit it
+                where = base / f"ab{i}-{mode}"
+                where.mkdir()
+                with LocalCluster(1, where) as cluster:
+                    settings = ClusterSettings(cluster.sched_file, shards=args.shards)
+                    prepare_workers(run, settings, cluster.client)
+                    compute_state(run, "s4", settings, cluster.client)  # warm
+                    res = compute_state(run, "s4", settings, cluster.client)
+                out[mode].append(round(res.metrics["shard_cpu_s_sum"], 3))
+                print(f"round {i} profiler {mode}: S4 shards {out[mode][-1]} CPU-s",
+                      file=sys.stderr, flush=True)
+    finally:
+        if saved is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = saved
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--world", default="reference")
@@ -139,12 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overhead", action="store_true",
                    help="tiny world, one-day partitions, 2 workers: overheads only")
     p.add_argument("--partitions", type=int, default=5, help="with --overhead")
+    p.add_argument("--profile-ab", type=int, default=0, metavar="N",
+                   help="N rounds of S4 on 1 worker, dask's profiler on / off")
     args = p.parse_args(argv)
     base = Path(args.out or tempfile.mkdtemp(prefix="bench-cluster-"))
     base.mkdir(parents=True, exist_ok=True)
     result: dict = {"world": args.world, "start": args.start, "end": args.end,
                     "cpus": os.cpu_count()}
-    if args.overhead:
+    if args.profile_ab:
+        result["profile_ab"] = profile_ab(args, base)
+    elif args.overhead:
         args.world = "tiny"
         rows = []
         with LocalCluster(2, base) as cluster:

@@ -24,7 +24,7 @@ import dagster as dg
 from pydantic import Field
 
 from engine_assets.partitions import EnginePartition
-from engine_core.cluster import ClusterSettings, resolve_scheduler
+from engine_core.cluster import ClusterSettings, require_tls_from_env, resolve_scheduler
 from engine_core.pipeline.run import Run
 from engine_core.pipeline.types import ProgressCallback, RunConfig
 
@@ -87,6 +87,10 @@ class EngineSettings(dg.ConfigurableResource):
     )
     tls_cert: str | None = Field(default=None, description="This client's TLS certificate.")
     tls_key: str | None = Field(default=None, description="This client's TLS private key.")
+    require_tls: bool = Field(
+        default=False, description="Refuse a scheduler that is neither tls:// nor on loopback "
+        "(CLUSTER_INSECURE); ENGINE_DASK_REQUIRE_TLS=1 sets it for every run.",
+    )
 
     def cluster_settings(self) -> ClusterSettings | None:
         """The cluster a run's S3 and S4 go to; None = compute in process."""
@@ -94,7 +98,8 @@ class EngineSettings(dg.ConfigurableResource):
         if scheduler is None:
             return None
         return ClusterSettings(scheduler, shards=self.shards, tls_ca_file=self.tls_ca_file or None,
-                               tls_cert=self.tls_cert or None, tls_key=self.tls_key or None)
+                               tls_cert=self.tls_cert or None, tls_key=self.tls_key or None,
+                               require_tls=require_tls_from_env(self.require_tls))
 
     def run_config(self, partition: EnginePartition, storage_root: str) -> RunConfig:
         return RunConfig(

@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tls-ca-file", default=None, help="CA of the cluster's TLS certificates")
     r.add_argument("--tls-cert", default=None, help="this client's TLS certificate")
     r.add_argument("--tls-key", default=None, help="this client's TLS private key")
+    r.add_argument("--require-tls", action="store_true",
+                   help="refuse a scheduler that is neither tls:// nor on loopback "
+                   "(CLUSTER_INSECURE; also ENGINE_DASK_REQUIRE_TLS=1)")
     w = sub.add_parser("world", help="export or check a world")
     wsub = w.add_subparsers(dest="world_command", required=True)
     we = wsub.add_parser("export", help="write a preset's tables as Parquet")
@@ -98,6 +101,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         compute_state,
         connect,
         disconnect,
+        require_tls_from_env,
         resolve_scheduler,
     )
     from engine_core.console import TerminalProgress, print_summary
@@ -123,7 +127,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         else:
             settings = ClusterSettings(scheduler, shards=args.shards,
                                        tls_ca_file=args.tls_ca_file, tls_cert=args.tls_cert,
-                                       tls_key=args.tls_key)
+                                       tls_key=args.tls_key,
+                                       require_tls=require_tls_from_env(args.require_tls))
             client = connect(settings)
             try:
                 summary = run_all(run, lambda name: compute_state(run, name, settings, client))

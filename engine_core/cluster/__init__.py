@@ -9,13 +9,15 @@ submits, waits and publishes. Nothing here imports Dagster.
 """
 
 from engine_core.cluster.coordinator import (
+    REQUIRE_TLS_ENV,
     SCHEDULER_ENV,
     ClusterSettings,
     compute_state,
     connect,
     disconnect,
+    require_tls_from_env,
     resolve_scheduler,
 )
 
-__all__ = ["SCHEDULER_ENV", "ClusterSettings", "compute_state", "connect", "disconnect",
-           "resolve_scheduler"]
+__all__ = ["REQUIRE_TLS_ENV", "SCHEDULER_ENV", "ClusterSettings", "compute_state", "connect",
+           "disconnect", "require_tls_from_env", "resolve_scheduler"]

@@ -10,12 +10,18 @@ timeout fails the state with a coded error and publishes nothing.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import os
+import socket
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from engine_core.cluster.plan import plan_shards
 from engine_core.cluster.rules import check_s4_on_cluster
@@ -28,6 +34,10 @@ from engine_core.pipeline.run import Run
 from engine_core.pipeline.types import StateResult
 
 SCHEDULER_ENV = "ENGINE_DASK_SCHEDULER"
+REQUIRE_TLS_ENV = "ENGINE_DASK_REQUIRE_TLS"
+# A run's claim on its shard areas lasts this long past its last renewal; the coordinator
+# renews it every LEASE_S / 4 while shards run (engine_core/io/store.py, sweep_stale_shards).
+LEASE_S = 600.0
 SHARDED = {"s3": ("bucket_counts", s3_counts.merge_totals),
            "s4": ("arrival_events", s4_events.merge_totals)}
 
@@ -44,6 +54,47 @@ class ClusterSettings:
     tls_ca_file: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    require_tls: bool = False  # refuse a scheduler that is neither tls:// nor loopback
+
+
+def require_tls_from_env(given: bool = False) -> bool:
+    """``given`` (a CLI flag, a resource field) or ENGINE_DASK_REQUIRE_TLS set to 1/true/yes."""
+    env = os.environ.get(REQUIRE_TLS_ENV, "").strip().lower()
+    return bool(given) or env in ("1", "true", "yes", "on")
+
+
+def is_loopback_address(address: str) -> bool:
+    """Whether a scheduler address (``tcp://host:port``, ``host:port``) names this machine's
+    loopback interface only: every address its host resolves to is a loopback address."""
+    split = urlsplit(address if "://" in address else f"tcp://{address}")
+    host = split.hostname
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback
+                               for i in infos)
+
+
+def check_transport(settings: ClusterSettings, address: str) -> None:
+    """With ``require_tls``: refuse a scheduler reached without TLS unless it is loopback
+    (CLUSTER_INSECURE), before any connection is made."""
+    if not settings.require_tls or address.startswith("tls://") or is_loopback_address(address):
+        return
+    raise EngineError(
+        "CLUSTER_INSECURE",
+        f"Dask scheduler {address} is neither tls:// nor on loopback, and TLS is required "
+        f"(--require-tls / {REQUIRE_TLS_ENV} / the resource's require_tls): Dask moves pickled "
+        "code, so on a network the cluster must use TLS with a private CA (docs/operations.md, "
+        "A Dask cluster); nothing was run",
+        key=settings.scheduler,
+    )
 
 
 def resolve_scheduler(given: str | None) -> str | None:
@@ -80,6 +131,7 @@ def connect(settings: ClusterSettings) -> Any:
                 address = json.load(fh)["address"]
         except (OSError, ValueError, KeyError) as exc:
             raise _unavailable(settings, f"names no readable scheduler file ({exc})") from exc
+    check_transport(settings, address)
     if address.startswith("tls://") and security is None and not _tls_configured():
         raise _unavailable(settings, "speaks TLS only: give --tls-ca-file, --tls-cert and "
                            "--tls-key (or the dask TLS configuration)")
@@ -113,11 +165,96 @@ def compute_state(run: Run, state: str, settings: ClusterSettings, client: Any =
         return run.state(state)
     own = client is None
     client = connect(settings) if own else client
+    tag = uuid.uuid4().hex[:8]
     try:
-        return _compute_sharded(run, state, settings, client)
+        with RssWatch() as rss, shard_areas(run, SHARDED[state][0], tag):
+            res = _compute_sharded(run, state, settings, client, tag)
+        res.metrics["coordinator_rss_growth_mb"] = rss.growth_mb
+        return res
     finally:
         if own:
             disconnect(client)
+
+
+class RssWatch:
+    """The largest growth of this process's resident memory over its value on entry, sampled
+    every ``interval_s`` by a thread while the block runs: what a state cost the coordinator
+    (its shards' data never passes through it, so this stays small whatever the partition)."""
+
+    def __init__(self, interval_s: float = 0.02) -> None:
+        self.interval_s = interval_s
+        self.growth_mb = 0.0
+        self._stop = threading.Event()
+
+    def _rss(self) -> int:
+        import psutil
+
+        return psutil.Process().memory_info().rss
+
+    def __enter__(self) -> RssWatch:
+        self._base = self._rss()
+        self._peak = self._base
+
+        def sample() -> None:
+            while not self._stop.wait(self.interval_s):
+                self._peak = max(self._peak, self._rss())
+
+        self._thread = threading.Thread(target=sample, name="rss-watch", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._peak = max(self._peak, self._rss())
+        self.growth_mb = (self._peak - self._base) / 2**20
+
+
+@contextlib.contextmanager
+def shard_areas(run: Run, dataset: str, tag: str, lease_s: float = LEASE_S) -> Iterator[None]:
+    """The run's claim on ``dataset``'s shard area of every window while its shards run.
+
+    On entry: what crashed earlier runs of the partition left is swept (their leases have
+    expired; a concurrent run's live lease protects its area), and this run's lease is
+    written, then renewed every ``lease_s / 4`` by a thread. On exit — published or failed —
+    every entry of this run is removed: abandoned attempts (a killed worker's, a recomputed
+    shard's), the shards of a failed run, the lease."""
+    store, years = run.store, [w.year for w in run.ctx.windows]
+    for y in years:
+        with contextlib.suppress(OSError):  # left for the next run: never fails this one
+            store.sweep_stale_shards(dataset, y, keep=tag)
+
+    def renew() -> None:
+        for y in years:
+            store.write_shard_lease(dataset, y, tag, time.time() + lease_s)
+
+    try:
+        renew()
+    except OSError as exc:
+        raise EngineError(
+            "STORAGE_WRITE_FAILED",
+            f"could not write the run's lease in the shard area of {dataset} under "
+            f"{store.run_root}: {exc}; nothing was computed or published, fix the storage "
+            "and re-run",
+            table=dataset, key=store.shard_area(dataset, years[0]) if years else None,
+        ) from exc
+    stop = threading.Event()
+
+    def keep_renewing() -> None:
+        while not stop.wait(lease_s / 4):
+            with contextlib.suppress(OSError):  # the next renewal may get through
+                renew()
+
+    renewer = threading.Thread(target=keep_renewing, name=f"shard-lease-{tag}", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join()
+        for y in years:
+            with contextlib.suppress(OSError):  # a lost store: the next run's sweep cleans
+                store.drop_run_shards(dataset, y, tag)
 
 
 def _absolute_if_path(value: str | None) -> str | None:
@@ -145,8 +282,8 @@ def prepare_workers(run: Run, settings: ClusterSettings, client: Any) -> dict[st
     return client.run(prepare_worker, worker_config(run, settings))
 
 
-def _compute_sharded(run: Run, state: str, settings: ClusterSettings, client: Any
-                     ) -> StateResult:
+def _compute_sharded(run: Run, state: str, settings: ClusterSettings, client: Any,
+                     tag: str | None = None) -> StateResult:
     from distributed import as_completed
 
     t0 = time.perf_counter()
@@ -158,7 +295,7 @@ def _compute_sharded(run: Run, state: str, settings: ClusterSettings, client: An
     shards = plan_shards(ctx, store, state, settings.shards)
     config = worker_config(run, settings)
     identity = run_identity(ctx)
-    tag = uuid.uuid4().hex[:8]
+    tag = tag or uuid.uuid4().hex[:8]
     t_submit = time.perf_counter()
     futures = [client.submit(compute_shard, config, identity, state,
                              Shard(s.lo, s.hi, tag), pure=False, key=f"{state}-{s.name}-{tag}")
@@ -215,6 +352,9 @@ def _compute_sharded(run: Run, state: str, settings: ClusterSettings, client: An
         metrics={"shards": len(shards), "cluster_s": t_compute, "publish_s": publish_s,
                  "shard_s_max": shard_s[-1] if shard_s else 0.0,
                  "shard_s_sum": sum(shard_s),
+                 "shard_cpu_s_sum": sum(float(s.get("cpu_s", 0.0)) for s in done),
                  "workers": sorted({f"{s['host']}:{s['pid']}" for s in done}),
+                 "worker_peak_rss_mb": max((float(s.get("peak_rss_mb", 0)) for s in done),
+                                           default=0.0),
                  "scheduler": settings.scheduler, **rules},
     )

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import functools
 import os
+import resource
 import socket
 import time
 import uuid
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -22,6 +24,7 @@ import numba
 from engine_core.context import RunConfig, RunContext, Shard
 from engine_core.errors import EngineError
 from engine_core.pipeline.jit import warm_up_kernels
+from engine_core.pipeline.progress import peak_rss_mb
 from engine_core.pipeline.run import Run
 from engine_core.source_digest import source_digest
 
@@ -45,6 +48,18 @@ def run_identity(ctx: RunContext) -> dict[str, str]:
     v, src = engine_build()
     return {"engine_version": v, "engine_source": src, "tzdata_version": ctx.tzdata_version,
             "world_fingerprint": ctx.world_fingerprint, "parameter_hash": ctx.parameter_hash}
+
+
+def _worker_local_directory() -> str | None:
+    """This dask worker's own scratch directory (None outside a worker). Dask removes the
+    directory of a worker that died when the next worker starts on the host (it holds a
+    lock on it while alive), so shard files a killed worker left there do not pile up."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().local_directory
+    except (ImportError, ValueError, AttributeError):
+        return None
 
 
 @functools.lru_cache(maxsize=2)
@@ -84,9 +99,14 @@ def compute_shard(config: RunConfig, identity: dict[str, str], state: str, shard
     summary for the coordinator, naming the attempt whose files to publish. Each attempt
     writes a directory of its own: a recomputed shard (its worker died or was cut off) never
     shares files with an earlier attempt that may still be running."""
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _process_cpu_s()
     shard = Shard(shard.lo, shard.hi, f"{shard.attempt}-{uuid.uuid4().hex[:8]}".lstrip("-"))
     run = _open_run(config)
+    if not run.store.storage.is_local:
+        # on an object store a shard is written locally, then uploaded: into this worker's
+        # scratch directory, which dask cleans when the worker dies
+        run = replace(run, store=replace(run.store,
+                                         local_shard_base=_worker_local_directory()))
     check_identity(identity, run.ctx)
     # Numba's thread count is per calling thread: set it in the worker's task thread
     numba.set_num_threads(run.ctx.threads)
@@ -109,4 +129,13 @@ def compute_shard(config: RunConfig, identity: dict[str, str], state: str, shard
             "rows": res.rows,
             "events": res.events, "files": len(res.paths), "bytes": res.output_bytes,
             "state_s": res.elapsed_s, "task_s": time.perf_counter() - t0,
-            "host": socket.gethostname(), "pid": os.getpid()}
+            "cpu_s": _process_cpu_s() - cpu0,
+            "host": socket.gethostname(), "pid": os.getpid(), "peak_rss_mb": peak_rss_mb()}
+
+
+def _process_cpu_s() -> float:
+    """CPU seconds of this worker process so far, every thread (its Numba and writer threads,
+    and dask's own: with ``--nthreads 1`` one shard runs at a time, so a shard's delta is
+    what it cost the worker)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime

@@ -208,8 +208,13 @@ def _write_failed(final_dir: str, exc: OSError, object_store: bool = False) -> E
 
 @contextlib.contextmanager
 def publish_dir(storage: Storage, staging_root: str, final_dir: str,
-                discard_in_background: bool = False) -> Iterator[str]:
+                discard_in_background: bool = False,
+                remote_copies: dict[str, str] | None = None) -> Iterator[str]:
     """Yield a fresh staging directory; on clean exit it replaces ``final_dir`` atomically.
+
+    On an object store, ``remote_copies`` (filled by the block, name -> object of the same
+    store) adds files that are copied server-side into the partition instead of uploaded
+    from the stage (a local root takes no copies: move the files into the stage).
 
     On an exception the staging directory is removed and ``final_dir`` is left as it was; an
     ``OSError`` is reported as ``STORAGE_WRITE_FAILED``. The replaced partition is removed
@@ -219,7 +224,8 @@ def publish_dir(storage: Storage, staging_root: str, final_dir: str,
     """
     if not storage.is_local:
         try:
-            yield from _publish_object_store(storage, staging_root, final_dir)
+            copies = {} if remote_copies is None else remote_copies  # the block fills it
+            yield from _publish_object_store(storage, staging_root, final_dir, copies)
         except OSError as exc:
             raise _write_failed(final_dir, exc, object_store=True) from exc
         return
@@ -234,6 +240,8 @@ def publish_dir(storage: Storage, staging_root: str, final_dir: str,
         ) from exc
     try:
         yield stage
+        if remote_copies:
+            raise ValueError("a local publish takes no remote copies: move them into the stage")
         _fsync_tree(stage)
         old = _swap_in(stage, final_dir, staging_root)
     except BaseException as exc:
@@ -260,41 +268,56 @@ def wait_discards() -> None:
         _DISCARDS.pop().join()
 
 
-def _publish_object_store(storage: Storage, staging_root: str, final_dir: str):
+def _publish_object_store(storage: Storage, staging_root: str, final_dir: str,
+                          copies: dict[str, str]):
     """Publish to an object store, which has no directory rename.
 
-    The partition is staged on local disk, then: (1) its ``_published.json`` marker is
-    withdrawn, (2) every file is uploaded (one PUT each, so no reader ever sees a half-written
-    object), (3) objects of an earlier publish that the new one does not contain are deleted,
-    (4) the marker, listing every file with its size, is written last. A reader that gates on
-    the marker sees the previous complete partition or the new one, never a mix; a crash or
-    an upload error leaves the partition without a marker until a re-run completes. Objects
-    are overwritten in place: a re-run of a partition has identical bytes (determinism), so a
-    reader that does not gate still reads whole, identical objects.
+    The partition is staged on local disk (and, for files already in the store, named in
+    ``copies``), then: (1) its ``_published.json`` marker is withdrawn, (2) every file is
+    uploaded or copied server-side (one PUT or one CopyObject each, so no reader ever sees
+    a half-written object), (3) objects of an earlier publish that the new one does not
+    contain are deleted, (4) the marker, listing every file with its size, is written last.
+    A reader that gates on the marker sees the previous complete partition or the new one,
+    never a mix; a crash or an upload error leaves the partition without a marker until a
+    re-run completes. Objects are overwritten in place: a re-run of a partition has
+    identical bytes (determinism), so a reader that does not gate still reads whole,
+    identical objects.
     """
     import tempfile
 
     stage = tempfile.mkdtemp(prefix="arrival-engine-stage-")
     try:
         yield stage
-        names = sorted(os.listdir(stage))
+        local = set(os.listdir(stage))
+        clash = local & copies.keys()
+        if clash:
+            raise ValueError(f"files both staged and copied: {sorted(clash)}")
+        names = sorted(local | copies.keys())
         marker = f"{final_dir}/{PUBLISHED_MARKER}"
         if storage.exists(marker):
             storage.fs.delete_file(marker)
-        sizes = {}
         for name in names:
-            local = os.path.join(stage, name)
+            if name in copies:
+                storage.fs.copy_file(copies[name], f"{final_dir}/{name}")
+                continue
             with (
-                open(local, "rb") as src,
+                open(os.path.join(stage, name), "rb") as src,
                 storage.fs.open_output_stream(f"{final_dir}/{name}") as dst,
             ):
                 shutil.copyfileobj(src, dst, 8 << 20)
-            sizes[name] = os.path.getsize(local)
         keep = {*names, PUBLISHED_MARKER}
+        sizes = {}
         listing = storage.fs.get_file_info(FileSelector(final_dir, allow_not_found=True))
         for info in listing:
-            if info.type == FileType.File and info.base_name not in keep:
+            if info.type != FileType.File:
+                continue
+            if info.base_name in keep:
+                sizes[info.base_name] = info.size
+            else:
                 storage.fs.delete_file(f"{final_dir}/{info.base_name}")
+        missing = [n for n in names if n not in sizes]
+        if missing:
+            raise OSError(f"objects missing right after their upload: {missing}")
         with storage.fs.open_output_stream(marker) as dst:
             dst.write(json.dumps({"files": names, "bytes": sizes}, sort_keys=True).encode())
     finally:

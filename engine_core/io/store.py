@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +35,12 @@ if TYPE_CHECKING:
 
 PASSED_FLAG = "_passed.flag"
 TOTALS = "_totals.json"
+# A cluster run's claim on its shard area (``_lease.<run tag>.json``): the time until which
+# its coordinator is alive; renewed while it waits for shards (engine_core/cluster).
+LEASE_PREFIX = "_lease."
+# Shard directories no lease vouches for (a worker that wrote after its run was cleaned up,
+# or an area of a run of an older engine) are removed once nothing in them changed for this long.
+STALE_SHARDS_S = 24 * 3600
 PARQUET_OPTS: dict[str, Any] = {"compression": "zstd", "use_dictionary": True}
 
 
@@ -42,6 +49,9 @@ class DatasetStore:
     storage: Storage
     layout: RunLayout
     scenario: str
+    # where a worker keeps a shard's files before uploading them to an object store
+    # (None: the system's temporary directory)
+    local_shard_base: str | None = None
 
     @classmethod
     def open(cls, root: str, world_fingerprint: str, parameter_hash: str, seed: int,
@@ -128,16 +138,25 @@ class DatasetStore:
                 write_json_atomic(os.path.join(stage, TOTALS), totals)
         return [f"{self.dataset_path(dataset, year)}/part-00000.parquet"]
 
+    def _shard_rel(self, dataset: str, year: int) -> list[str]:
+        return [self.layout.world_fingerprint[:12], self.layout.parameter_hash[:12],
+                f"seed={self.layout.seed}", dataset, f"scenario={self.scenario}",
+                f"year={year:04d}"]
+
     def shard_path(self, dataset: str, year: int, shard_name: str) -> str:
         """Where one shard's part files live until the partition is published: outside every
         published partition (and outside the staging area, which publishing sweeps), under
         the storage root when it is local (so every worker of a cluster sharing the
         filesystem writes where the coordinator publishes from)."""
-        base = (self.storage.join("_shards") if self.storage.is_local
-                else os.path.join(tempfile.gettempdir(), "arrival-shards"))
-        return os.path.join(base, self.layout.world_fingerprint[:12],
-                            self.layout.parameter_hash[:12], f"seed={self.layout.seed}",
-                            dataset, f"scenario={self.scenario}", f"year={year:04d}", shard_name)
+        if self.storage.is_local:
+            return os.path.join(self.shard_area(dataset, year), shard_name)
+        base = self.local_shard_base or tempfile.gettempdir()
+        return os.path.join(base, "arrival-shards", *self._shard_rel(dataset, year), shard_name)
+
+    def shard_area(self, dataset: str, year: int) -> str:
+        """The partition's shard area under the storage root (``<root>/_shards/…``): every
+        shard directory a coordinator publishes from, and the runs' leases."""
+        return "/".join([self.storage.join("_shards"), *self._shard_rel(dataset, year)])
 
     def shard_dir(self, dataset: str, year: int, shard_name: str) -> str:
         """An empty local directory for one shard's part files (see :meth:`shard_path`): a
@@ -150,9 +169,7 @@ class DatasetStore:
     def shard_object_dir(self, dataset: str, year: int, shard_name: str) -> str:
         """Where a finished shard waits on an object-store root (workers on other hosts
         cannot reach each other's local disks)."""
-        return "/".join([self.storage.join("_shards"), self.layout.world_fingerprint[:12],
-                         self.layout.parameter_hash[:12], f"seed={self.layout.seed}", dataset,
-                         f"scenario={self.scenario}", f"year={year:04d}", shard_name])
+        return f"{self.shard_area(dataset, year)}/{shard_name}"
 
     def export_shard(self, dataset: str, year: int, shard_name: str) -> None:
         """Make a finished shard visible to the coordinator: on a local root it already is;
@@ -198,10 +215,12 @@ class DatasetStore:
                 return json.load(fh)
         return read_json(self.storage, path)
 
-    def _take_shard_parts(self, dataset: str, year: int, shard: Shard, stage: str
-                          ) -> list[str]:
-        """Move (local root) or download (object store) a shard's part files into the
-        stage, renamed ``part-<shard.lo>-<k>.parquet``; the new names."""
+    def _take_shard_parts(self, dataset: str, year: int, shard: Shard, stage: str,
+                          copies: dict[str, str]) -> list[str]:
+        """A shard's part files, renamed ``part-<shard.lo>-<k>.parquet``; the new names. On a
+        local root they are moved into the stage; on an object store they stay where they
+        are and ``copies`` maps each new name to its object, copied server-side when the
+        partition is published (no byte passes through this process)."""
         names = []
         if self.storage.is_local:
             d = self.shard_path(dataset, year, shard.name)
@@ -214,9 +233,7 @@ class DatasetStore:
         parts = sorted(i.base_name for i in infos if i.base_name.endswith(".parquet"))
         for k, name in enumerate(parts):
             names.append(f"part-{shard.lo:07d}-{k:05d}.parquet")
-            with (self.storage.fs.open_input_stream(f"{remote}/{name}") as src,
-                  open(os.path.join(stage, names[-1]), "wb") as dst):
-                shutil.copyfileobj(src, dst, 8 << 20)
+            copies[names[-1]] = f"{remote}/{name}"
         return names
 
     def _drop_shard(self, dataset: str, year: int, shard: Shard) -> None:
@@ -235,19 +252,152 @@ class DatasetStore:
         files renamed ``part-<first merchant index>-<k>.parquet``, so the partition's files
         in name order are its sort order; the shards' totals are merged by the state's
         ``merge_totals``. Nothing of the partition changes unless every shard is complete.
+        On an object store the part files are copied server-side to their final keys under
+        the publish protocol (marker last), never downloaded.
         """
         ordered = sorted(shards, key=lambda s: s.lo)
         totals = [self._shard_totals(dataset, year, s) for s in ordered]
         self.withdraw_passed_flag(year)
         names: list[str] = []
-        with self.publishing(dataset, year, discard_in_background) as stage:
+        copies: dict[str, str] = {}
+        with publish_dir(self.storage, self.layout.staging_root,
+                         self.dataset_path(dataset, year),
+                         discard_in_background=discard_in_background,
+                         remote_copies=copies) as stage:
             for shard in ordered:
-                names += self._take_shard_parts(dataset, year, shard, stage)
+                names += self._take_shard_parts(dataset, year, shard, stage, copies)
             write_json_atomic(os.path.join(stage, TOTALS), merge_totals(totals))
         for shard in ordered:
             self._drop_shard(dataset, year, shard)
         final = self.dataset_path(dataset, year)
         return [f"{final}/{n}" for n in names]
+
+    # ------------------------------------------------------------------ shard areas of runs
+    @staticmethod
+    def shard_run_tag(entry: str) -> str | None:
+        """The run tag of a shard directory ``m<lo>-<hi>.<tag>-<attempt>`` or a lease
+        ``_lease.<tag>.json``; None for any other name."""
+        if entry.startswith(LEASE_PREFIX) and entry.endswith(".json"):
+            return entry[len(LEASE_PREFIX):-len(".json")] or None
+        if entry.startswith("m") and "." in entry:
+            return entry.split(".", 1)[1].split("-", 1)[0] or None
+        return None
+
+    def lease_path(self, dataset: str, year: int, tag: str) -> str:
+        return f"{self.shard_area(dataset, year)}/{LEASE_PREFIX}{tag}.json"
+
+    def write_shard_lease(self, dataset: str, year: int, tag: str, until: float) -> None:
+        """Claim the partition's shard area for run ``tag`` until ``until`` (epoch seconds):
+        no other run's sweep removes the run's shards before then."""
+        path = self.lease_path(dataset, year, tag)
+        body = json.dumps({"run": tag, "until": until}).encode()
+        if self.storage.is_local:
+            tmp = f"{path}.tmp"
+            for attempt in range(3):  # another run may prune the empty area in between
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                try:
+                    with open(tmp, "wb") as fh:
+                        fh.write(body)
+                    os.replace(tmp, path)
+                    return
+                except FileNotFoundError:
+                    if attempt == 2:
+                        raise
+        else:
+            with self.storage.fs.open_output_stream(path) as out:
+                out.write(body)
+
+    def _area_entries(self, dataset: str, year: int) -> dict[str, list[Any]]:
+        """The shard area's top-level names and the files under each (with their mtimes)."""
+        area = self.shard_area(dataset, year)
+        infos = self.storage.fs.get_file_info(
+            FileSelector(area, recursive=True, allow_not_found=True))
+        entries: dict[str, list[Any]] = {}
+        for info in infos:
+            top = info.path[len(area):].lstrip("/").split("/", 1)[0]
+            entries.setdefault(top, []).append(info)
+        return entries
+
+    def _remove_entry(self, dataset: str, year: int, name: str) -> None:
+        path = f"{self.shard_area(dataset, year)}/{name}"
+        fs = self.storage.fs
+        try:
+            if name.startswith(LEASE_PREFIX):
+                fs.delete_file(path)
+            elif self.storage.is_local:
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                fs.delete_dir(path)
+        except FileNotFoundError:
+            pass
+
+    def drop_run_shards(self, dataset: str, year: int, tag: str) -> int:
+        """Remove everything run ``tag`` left in the partition's shard area — attempts that
+        were never published (a worker killed mid-shard, a recomputed shard, a failed run)
+        and the run's lease; the number of entries removed. The area itself goes when
+        nothing else is in it."""
+        removed = 0
+        entries = self._area_entries(dataset, year)
+        for name in sorted(entries, key=lambda n: n.startswith(LEASE_PREFIX)):  # lease last
+            if self.shard_run_tag(name) == tag:
+                self._remove_entry(dataset, year, name)
+                removed += 1
+        if removed == len(entries):
+            self._prune_empty_area(dataset, year)
+        return removed
+
+    def _prune_empty_area(self, dataset: str, year: int) -> None:
+        """On a local root, remove the partition's shard area and its parents up to
+        ``_shards`` while they are empty (no other partition's or run's entry)."""
+        top = self.storage.join("_shards")
+        path = self.shard_area(dataset, year)
+        if self.storage.is_local:
+            while len(path) >= len(top):
+                try:
+                    os.rmdir(path)  # only ever an empty directory: never a concurrent run's
+                except OSError:  # not empty (another run, another partition) or gone
+                    return
+                path = os.path.dirname(path)
+        # On an object store nothing is pruned: "directories" there are at most empty
+        # marker objects, and deleting a prefix is recursive, so it could take the files of
+        # a run that started an instant ago.
+
+    def sweep_stale_shards(self, dataset: str, year: int, keep: str,
+                           now: float | None = None) -> list[str]:
+        """Remove what crashed runs left in the partition's shard area; the names removed.
+
+        A run's entries (its shard directories and its lease) are kept while its lease is
+        live — its coordinator renews it while it waits — so a concurrent run of the same
+        partition is never touched; they are removed once the lease has expired (the
+        coordinator died without cleaning up). Entries no lease names are removed when
+        nothing in them changed for ``STALE_SHARDS_S``. ``keep`` is the sweeping run's tag.
+        """
+        now = time.time() if now is None else now
+        entries = self._area_entries(dataset, year)
+        leases: dict[str, float] = {}
+        for name in entries:
+            if name.startswith(LEASE_PREFIX) and name.endswith(".json"):
+                try:
+                    leases[name] = float(read_json(
+                        self.storage, f"{self.shard_area(dataset, year)}/{name}")["until"])
+                except (OSError, ValueError, KeyError, TypeError):
+                    leases[name] = 0.0  # unreadable: as good as expired
+        live = {self.shard_run_tag(n) for n, until in leases.items() if until > now}
+        leased = {self.shard_run_tag(n) for n in leases}
+        removed = []
+        for name, infos in sorted(entries.items(),
+                                  key=lambda kv: kv[0].startswith(LEASE_PREFIX)):
+            tag = self.shard_run_tag(name)
+            if tag == keep or tag in live:
+                continue
+            if tag not in leased:
+                changed = max((i.mtime.timestamp() for i in infos if i.mtime is not None),
+                              default=now)
+                if now - changed <= STALE_SHARDS_S:
+                    continue
+            self._remove_entry(dataset, year, name)
+            removed.append(name)
+        return removed
 
     # ------------------------------------------------------------------ the PASS flag
     def passed_flag_path(self, year: int) -> str:

@@ -7,7 +7,7 @@ edges are contiguous ranges with Vose alias tables built in site_id / edge_id or
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -56,14 +56,22 @@ class WorldArrays:
     edge_alias: np.ndarray
     edge_weight: np.ndarray
     settle_zone: np.ndarray  # int32 [S], -1 when the merchant has none
+    # series_keys computed so far, by (family, namespace, seed): a run derives each once,
+    # not once per window, shard or rule (one hash per series in Python each time)
+    _keys: dict[tuple[str, str, int], np.ndarray] = field(
+        default_factory=dict, repr=False, compare=False)
 
     def series_key(self, i: int) -> str:
         return series_stream(int(self.merchant_id[i]), self.country[i], self.zone_tzid[i],
                              self.channel[i])
 
     def series_keys(self, family: str, namespace: str, seed: int) -> np.ndarray:
-        return stream_keys(family, namespace, seed,
-                           (self.series_key(i) for i in range(self.n_series)))
+        """The stream key of every series in ``family`` (uint64 [S]; shared: do not write)."""
+        k = (family, namespace, int(seed))
+        if k not in self._keys:
+            self._keys[k] = stream_keys(family, namespace, seed,
+                                        (self.series_key(i) for i in range(self.n_series)))
+        return self._keys[k]
 
 
 def _alias_ranges(weights: np.ndarray, starts: np.ndarray, lengths: np.ndarray):

@@ -100,11 +100,11 @@ class DaskCluster:
             assert time.monotonic() < deadline, "scheduler did not start"
             time.sleep(0.2)
 
-    def add_workers(self, n: int) -> None:
+    def add_workers(self, n: int, memory_limit: str = "2GiB") -> None:
         for _ in range(n):
             self.workers.append(self._spawn(
                 [DASK, "worker", "--scheduler-file", self.scheduler_file, "--nthreads", "1",
-                 "--host", "127.0.0.1", "--no-dashboard", "--memory-limit", "2GiB",
+                 "--host", "127.0.0.1", "--no-dashboard", "--memory-limit", memory_limit,
                  "--death-timeout", "60", "--preload", PRELOAD, *self.tls],
                 f"worker-{len(self.workers)}.log"))
         self.wait_for_workers(len(self.workers))
@@ -152,15 +152,16 @@ class DaskCluster:
         self.workers.clear()
 
 
-def cli_run(root: str, *extra: str, timeout: float = 300, scheduler_env: str = ""
-            ) -> subprocess.CompletedProcess:
-    """`arrival-engine run` of the tiny world's March 2026; ``scheduler_env`` is
+def cli_run(root: str, *extra: str, timeout: float = 300, scheduler_env: str = "",
+            world: str = "tiny", start: str = START, end: str = END,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`arrival-engine run` (by default of the tiny world's March 2026); ``scheduler_env`` is
     ENGINE_DASK_SCHEDULER (empty: unset)."""
     return subprocess.run(
-        [sys.executable, "-m", "engine_core.cli", "run", "--world", "tiny", "--scenario",
-         "baseline", "--start", START, "--end", END, "--out", root, "--quiet", *extra],
+        [sys.executable, "-m", "engine_core.cli", "run", "--world", world, "--scenario",
+         "baseline", "--start", start, "--end", end, "--out", root, "--quiet", *extra],
         capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "ENGINE_DASK_SCHEDULER": scheduler_env},
+        env={**(env or os.environ), "ENGINE_DASK_SCHEDULER": scheduler_env},
     )
 
 
@@ -202,12 +203,12 @@ def make_cluster(tmp_path_factory) -> Iterator:
     clusters: list[DaskCluster] = []
 
     def make(workers: int, tls: list[str] | None = None, protocol: str = "tcp",
-             env: dict[str, str] | None = None) -> DaskCluster:
+             env: dict[str, str] | None = None, memory_limit: str = "2GiB") -> DaskCluster:
         c = DaskCluster(tmp_path_factory.mktemp("dask"), tls or [], protocol=protocol,
                         env=env or {})
         clusters.append(c)
         c.start_scheduler()
-        c.add_workers(workers)
+        c.add_workers(workers, memory_limit)
         return c
 
     yield make

@@ -46,7 +46,9 @@ def test_cluster_partitions_equal_in_process_and_any_worker_count(
 
     cluster.add_workers(1)
     two = str(tmp_path / "two-workers")
-    done = cli_run(two, "--scheduler", cluster.address, "--shards", str(SHARDS))
+    # TLS required: a plain-TCP scheduler on loopback is still allowed
+    done = cli_run(two, "--scheduler", cluster.address, "--shards", str(SHARDS),
+                   "--require-tls")
     assert done.returncode == 0, done.stderr[-3000:]
     assert summary_of(done)["passed"]
 

@@ -86,3 +86,59 @@ def test_shard_attempt_names_a_directory_of_its_own():
     assert Shard(0, 5, "ab12-cd34").name == "m0000000-0000005.ab12-cd34"
     with pytest.raises(ValueError):
         Shard(0, 5, "../x")
+
+
+def test_sweep_keeps_live_leases_and_recent_unleased_entries(tmp_path):
+    """The sweep of a partition's shard area by run ``new``: a run with a live lease is kept,
+    an expired or unreadable lease takes its run's entries with it, an entry no lease names
+    goes only once nothing in it changed for STALE_SHARDS_S."""
+    from engine_core.io.store import STALE_SHARDS_S
+
+    store = _store(tmp_path)
+    now = 1_000_000_000.0
+    for tag in ("live", "dead", "junk", "orphan", "new"):
+        _write_shard(store, Shard(0, 3, f"{tag}-aaaa"), 1, _totals(1))
+    store.write_shard_lease("bucket_counts", 2026, "live", now + 60)
+    store.write_shard_lease("bucket_counts", 2026, "dead", now - 1)
+    with open(store.lease_path("bucket_counts", 2026, "junk"), "w") as fh:
+        fh.write("{not json")
+    old = Shard(0, 3, "orphan-aaaa")
+    for dirpath, _dirs, files in os.walk(store.shard_path("bucket_counts", 2026, old.name)):
+        for p in [dirpath, *(os.path.join(dirpath, f) for f in files)]:
+            os.utime(p, (now - STALE_SHARDS_S - 5, now - STALE_SHARDS_S - 5))
+    names = lambda: sorted(os.listdir(store.shard_area("bucket_counts", 2026)))  # noqa: E731
+    removed = store.sweep_stale_shards("bucket_counts", 2026, keep="new", now=now)
+    assert sorted(removed) == sorted(["m0000000-0000003.dead-aaaa", "_lease.dead.json",
+                                      "m0000000-0000003.junk-aaaa", "_lease.junk.json",
+                                      "m0000000-0000003.orphan-aaaa"])
+    assert names() == ["_lease.live.json", "m0000000-0000003.live-aaaa",
+                       "m0000000-0000003.new-aaaa"]
+    # an unleased entry that changed recently is kept (its run may not have leased yet)
+    assert store.sweep_stale_shards("bucket_counts", 2026, keep="x", now=now) == []
+    assert store.drop_run_shards("bucket_counts", 2026, "live") == 2
+    assert store.drop_run_shards("bucket_counts", 2026, "new") == 1
+    assert not os.path.exists(tmp_path / "data" / "_shards")  # the empty area pruned
+
+
+def test_a_lease_that_cannot_be_written_fails_coded_before_any_shard(tmp_path):
+    """No cluster needed: the run's claim on its shard areas is taken before anything is
+    submitted, and a storage root where it cannot be written fails the state with
+    STORAGE_WRITE_FAILED."""
+    from engine_core.cluster.coordinator import shard_areas
+    from engine_core.pipeline import Run, RunConfig
+    from tests.conftest import utc
+
+    root = tmp_path / "data"
+    run = Run.open(RunConfig(world="tiny", scenario="baseline", start=utc(2026, 3),
+                             end=utc(2026, 4), storage_root=str(root)))
+    root.mkdir()
+    (root / "_shards").write_text("not a directory")
+    entered = False
+    with pytest.raises(EngineError) as err, shard_areas(run, "bucket_counts", "abcd1234"):
+        entered = True
+    assert err.value.code == "STORAGE_WRITE_FAILED" and not entered
+    (root / "_shards").unlink()
+    with shard_areas(run, "bucket_counts", "abcd1234"):
+        area = run.store.shard_area("bucket_counts", 2026)
+        assert os.listdir(area) == ["_lease.abcd1234.json"]
+    assert not (root / "_shards").exists()

@@ -39,6 +39,7 @@ CLI = str(Path(sys.executable).with_name("arrival-engine"))
 @dataclass
 class S3Server:
     endpoint: str  # http://127.0.0.1:PORT
+    log: Path | None = None  # the server's output: one line per request (method and path)
 
     @property
     def host_port(self) -> str:
@@ -92,7 +93,7 @@ def s3_server(tmp_path_factory) -> Iterator[S3Server]:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    server = S3Server(f"http://127.0.0.1:{port}")
+    server = S3Server(f"http://127.0.0.1:{port}", log)
     try:
         deadline = time.monotonic() + 60
         while True:
