@@ -11,10 +11,19 @@ import threading
 from collections.abc import Iterator
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 BATCH_ROWS = 1 << 20
 MAX_GROUP_ROWS = 1 << 22  # larger row groups are read in slices (memory bound)
+
+
+def _open(path: str, fs) -> pq.ParquetFile:
+    """A Parquet file for reading; a local one memory-mapped (its column chunks are then the
+    page cache's pages, not copies of them: half the system time of a buffered read)."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        return pq.ParquetFile(pa.memory_map(path))
+    return pq.ParquetFile(path, filesystem=fs)
 
 
 def iter_batches(files: list[str], fs, columns: list[str]) -> Iterator[pa.Table]:
@@ -28,7 +37,7 @@ def iter_batches(files: list[str], fs, columns: list[str]) -> Iterator[pa.Table]
     def produce() -> None:
         try:
             for f in files:
-                pf = pq.ParquetFile(f, filesystem=fs)
+                pf = _open(f, fs)
                 for g in range(pf.metadata.num_row_groups):
                     if stop.is_set():
                         return
