@@ -91,6 +91,12 @@ def _code(table, raw, i):
     return table[r]
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _bit(bits, j):
+    """Bit j of an Arrow bitmap (least significant bit first)."""
+    return ((bits[j >> 3] >> (j & 7)) & 1) != 0
+
+
 @nb.njit(cache=True, nogil=True)
 def scan_rows(
     mid,
@@ -103,41 +109,41 @@ def scan_rows(
     tz_raw,
     local,
     stz_raw,
-    stz_valid,
+    stz_vb,
+    stz_vo,
     slocal,
-    slocal_valid,
+    sl_vb,
+    sl_vo,
     site,
-    site_valid,
+    site_vb,
+    site_vo,
     edge,
-    edge_valid,
-    virt,
+    edge_vb,
+    edge_vo,
+    virt_b,
+    virt_o,
+    virt_vb,
+    virt_vo,
     country_map,
     zone_map,
     channel_map,
     tz_map,
     stz_map,
     m_ids,
-    st_keys,
-    st_vals,
+    st_slots,
     st_bits,
     n_c,
     n_z,
     n_h,
     m_mode,
     m_settle,
-    series_country,
-    series_zone,
-    sit_keys,
-    sit_vals,
+    series_info,
+    sit_slots,
     sit_bits,
-    site_merchant,
-    site_country,
-    site_zone,
-    et_keys,
-    et_vals,
+    site_info,
+    et_slots,
     et_bits,
-    edge_merchant,
-    edge_zone,
+    edge_info,
     first_bucket,
     n_buckets,
     bucket_us,
@@ -156,14 +162,16 @@ def scan_rows(
     last_seq,
     last_ts,
     flags,
-    cell_out,
     hit_rows,
+    hit_cells,
 ):
     """Per-row rule checks of one batch; returns the number of rows in sampled cells.
 
     String columns arrive as their Parquet dictionary indices with a per-batch table to world
     codes; the series of a row, its site and its edge are found through hash tables
-    (world_index.key_table)."""
+    (world_index.key_table). Validity (and is_virtual's values) arrive as Arrow bitmaps with
+    their offsets (world_index.bitmap). Every ``flags[i]`` is written; rows of sampled cells
+    are listed in ``hit_rows`` with their cell in ``hit_cells``."""
     n = mid.shape[0]
     n_m = m_ids.shape[0]
     n_bins = uniform_hist.shape[0]
@@ -183,6 +191,10 @@ def scan_rows(
     mi = -1
     last_key = np.int64(-1)
     s = -1
+    have_bs = False
+    last_bs = np.int64(0)
+    b = np.int64(0)
+    aligned = False
     for i in range(n):
         f = 0
         t = ts[i]
@@ -203,7 +215,7 @@ def scan_rows(
             key = ((np.int64(mi) * n_c + c) * n_z + zz) * n_h + h
             if key != last_key:
                 last_key = key
-                s = table_get(st_keys, st_vals, st_bits, np.uint64(key))
+                s = table_get(st_slots, st_bits, np.uint64(key))
         # ---- sort order (merchant_id, ts_utc, arrival_seq), carried across batches
         if have_prev and (mid[i] < pm or (mid[i] == pm and (t < pt or (t == pt and q < ps)))):
             f |= F_SORTED
@@ -219,8 +231,11 @@ def scan_rows(
             last_ts[mi] = t
         # ---- the row's bucket; ts_utc in [bucket_start, bucket_start + D)
         bs = bstart[i]
-        b = bs // bucket_us - first_bucket
-        aligned = bs == (b + first_bucket) * bucket_us
+        if not have_bs or bs != last_bs:  # rows come in runs of one bucket: divide per run
+            have_bs = True
+            last_bs = bs
+            b = bs // bucket_us - first_bucket
+            aligned = bs == (b + first_bucket) * bucket_us
         off = t - bs
         if off < 0 or off >= bucket_us:
             f |= F_IN_BUCKET
@@ -243,14 +258,14 @@ def scan_rows(
             cell_counts[cell] += 1
             if _hash_slot(hkeys, hbits, cell) >= 0:
                 hit_rows[n_hits] = i
+                hit_cells[n_hits] = cell
                 n_hits += 1
         else:
             f |= F_OFF_GRID
-        cell_out[i] = cell
         # ---- exactly one target; is_virtual and the merchant's mode agree
-        sv = site_valid[i]
-        ev = edge_valid[i]
-        v = virt[i]
+        sv = _bit(site_vb, site_vo + i)
+        ev = _bit(edge_vb, edge_vo + i)
+        v = _bit(virt_b, virt_o + i) and _bit(virt_vb, virt_vo + i)
         if sv == ev or v != ev:
             f |= F_TARGET
         if v:
@@ -265,9 +280,10 @@ def scan_rows(
                 if v:
                     n_hybrid_virtual += 1
             settle_expected = v and m_settle[mi] >= 0
-        has_settle = stz_valid[i]
+        has_settle = _bit(stz_vb, stz_vo + i)
+        has_slocal = _bit(sl_vb, sl_vo + i)
         zs = _code(stz_map, stz_raw, i) if has_settle else -1
-        if has_settle != settle_expected or slocal_valid[i] != has_settle:
+        if has_settle != settle_expected or has_slocal != has_settle:
             f |= F_TARGET
         # ---- routing membership
         z = _code(tz_map, tz_raw, i)
@@ -275,20 +291,20 @@ def scan_rows(
             f |= F_ROUTING
         else:
             if sv:
-                k = table_get(sit_keys, sit_vals, sit_bits, site[i])
+                k = table_get(sit_slots, sit_bits, site[i])
                 if (
                     k < 0
-                    or site_merchant[k] != mi
-                    or site_country[k] != series_country[s]
-                    or site_zone[k] != series_zone[s]
-                    or z != site_zone[k]
+                    or site_info[k, 0] != mi
+                    or site_info[k, 1] != series_info[s, 0]
+                    or site_info[k, 2] != series_info[s, 1]
+                    or z != site_info[k, 2]
                 ):
                     f |= F_ROUTING
                 elif not ev:
                     site_hits[k] += 1
             if ev:
-                k = table_get(et_keys, et_vals, et_bits, edge[i])
-                if k < 0 or edge_merchant[k] != mi or z != edge_zone[k]:
+                k = table_get(et_slots, et_bits, edge[i])
+                if k < 0 or edge_info[k, 0] != mi or z != edge_info[k, 1]:
                     f |= F_ROUTING
                 elif not sv:
                     edge_hits[k] += 1
@@ -301,7 +317,7 @@ def scan_rows(
                 f |= F_LOCAL
         else:
             f |= F_NEED_LOCAL
-        if has_settle and slocal_valid[i]:
+        if has_settle and has_slocal:
             if zs >= 0 and in_window and ref_off[zs, bt] != no_offset:
                 if slocal[i] != t + ref_off[zs, bt]:
                     f |= F_LOCAL

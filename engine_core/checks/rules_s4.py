@@ -51,6 +51,7 @@ other in this process (:func:`s4_rules`) or as tasks on a Dask cluster
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
@@ -117,11 +118,12 @@ from engine_core.checks.world_index import (
     NULL_CODE,
     UNKNOWN_CODE,
     WorldIndex,
-    boolean,
+    bitmap,
+    bits_at,
     dictionary_parts,
     i64,
     u64,
-    validity,
+    unpack,
 )
 from engine_core.io.batches import iter_row_groups, overlapping_row_groups
 from engine_core.kernels.arrivals import generate_events
@@ -221,10 +223,14 @@ def id_class_duplicates(store, plan: S4Plan, dirs: list[str], p: int) -> tuple[i
 
 
 class Batch:
-    """One slice of the partition as the arrays the scan kernel takes (views, no copies)."""
+    """One slice of the partition as the arrays the scan kernel takes (views of the Arrow
+    buffers, no copies; validity as bitmaps). The kernel's per-row outputs go into ``scratch``
+    (:class:`ScanScratch`), reused from batch to batch."""
 
-    def __init__(self, tbl: pa.Table, index: WorldIndex) -> None:
+    def __init__(self, tbl: pa.Table, index: WorldIndex, scratch: ScanScratch | None = None
+                 ) -> None:
         self.rb = tbl
+        self.n = n = tbl.num_rows
         self.aid = u64(tbl.column("arrival_id"))
         self.mid = u64(tbl.column("merchant_id"))
         self.country = dictionary_parts(tbl.column("legal_country_iso"), index.country_index)
@@ -235,19 +241,77 @@ class Batch:
         self.ts = i64(tbl.column("ts_utc"))
         self.tz = dictionary_parts(tbl.column("tzid"), index.tz_index)
         self.local = i64(tbl.column("ts_local"))
-        self.stz = dictionary_parts(tbl.column("tzid_settlement"), index.tz_index)
-        self.stz_valid = validity(tbl.column("tzid_settlement"))
+        self.stz = dictionary_parts(
+            tbl.column("tzid_settlement"), index.tz_index, with_validity=False
+        )
+        self.stz_bits = bitmap(tbl.column("tzid_settlement"))
         self.slocal = i64(tbl.column("ts_local_settlement"))
-        self.slocal_valid = validity(tbl.column("ts_local_settlement"))
+        self.slocal_bits = bitmap(tbl.column("ts_local_settlement"))
         self.site = u64(tbl.column("site_id"))
-        self.site_valid = validity(tbl.column("site_id"))
+        self.site_bits = bitmap(tbl.column("site_id"))
         self.edge = u64(tbl.column("edge_id"))
-        self.edge_valid = validity(tbl.column("edge_id"))
-        self.virt = boolean(tbl.column("is_virtual"))
-        n = tbl.num_rows
-        self.flags = np.zeros(n, dtype=np.int32)
-        self.cell = np.empty(n, dtype=np.int64)
-        self.hits = np.empty(n, dtype=np.int64)
+        self.edge_bits = bitmap(tbl.column("edge_id"))
+        self.virt_bits = bitmap(tbl.column("is_virtual"), values=True)
+        self.virt_valid_bits = bitmap(tbl.column("is_virtual"))
+        scratch = scratch if scratch is not None else ScanScratch()
+        self.flags, self.hits, self.hit_cells = scratch.take(n)
+
+    def row_args(self) -> tuple:
+        """The batch's arguments of :func:`scan_rows`, up to the translation tables."""
+        return (
+            self.mid,
+            self.country[0],
+            self.zone[0],
+            self.channel[0],
+            self.bstart,
+            self.seq,
+            self.ts,
+            self.tz[0],
+            self.local,
+            self.stz[0],
+            *self.stz_bits,
+            self.slocal,
+            *self.slocal_bits,
+            self.site,
+            *self.site_bits,
+            self.edge,
+            *self.edge_bits,
+            *self.virt_bits,
+            *self.virt_valid_bits,
+            self.country[1],
+            self.zone[1],
+            self.channel[1],
+            self.tz[1],
+            self.stz[1],
+        )
+
+    def out_args(self) -> tuple:
+        """The batch's per-row outputs of :func:`scan_rows` (its last arguments)."""
+        return self.flags, self.hits, self.hit_cells
+
+    # validity as bool arrays, built only when asked (sampled rows, offences)
+    @functools.cached_property
+    def slocal_valid(self) -> np.ndarray:
+        return unpack(self.slocal_bits, self.n)
+
+    @functools.cached_property
+    def site_valid(self) -> np.ndarray:
+        return unpack(self.site_bits, self.n)
+
+    @functools.cached_property
+    def edge_valid(self) -> np.ndarray:
+        return unpack(self.edge_bits, self.n)
+
+    @functools.cached_property
+    def virt(self) -> np.ndarray:
+        return unpack(self.virt_bits, self.n) & unpack(self.virt_valid_bits, self.n)
+
+    def virt_at(self, rows: np.ndarray) -> np.ndarray:
+        return bits_at(self.virt_bits, rows) & bits_at(self.virt_valid_bits, rows)
+
+    @functools.cached_property
+    def stz_codes_parts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.stz[0], self.stz[1], unpack(self.stz_bits, self.n)
 
     @staticmethod
     def codes(parts: tuple[np.ndarray, np.ndarray, np.ndarray], rows: np.ndarray) -> np.ndarray:
@@ -270,6 +334,23 @@ class Batch:
             f"arrival_id={int(self.aid[i])} merchant={int(self.mid[i])} "
             f"ts_utc={WorldIndex.utc_label(int(self.ts[i]))}"
         )
+
+
+class ScanScratch:
+    """The per-row output arrays of :func:`scan_rows`, kept from batch to batch: a fresh
+    20 bytes a row per batch would be page faults and zeroing on every batch."""
+
+    def __init__(self) -> None:
+        self._cap = 0
+        self._flags = self._hits = self._cells = np.empty(0, dtype=np.int64)
+
+    def take(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if n > self._cap:
+            self._cap = n
+            self._flags = np.empty(n, dtype=np.int32)
+            self._hits = np.empty(n, dtype=np.int64)
+            self._cells = np.empty(n, dtype=np.int64)
+        return self._flags[:n], self._hits[:n], self._cells[:n]
 
 
 class EventChecks:
@@ -459,51 +540,15 @@ class EventChecks:
         """The one pass over the shard's rows: flags, tallies, the sampled cells' events, the
         ids, the runs of consecutive rows."""
         idx = self.index
+        scratch = ScanScratch()
         for pos0, tbl in iter_row_groups(parts, self.store.storage.fs, COLUMNS):
             rb, pos = self._own(tbl, pos0)
             if not rb.num_rows:
                 continue
-            b = Batch(rb, idx)
+            b = Batch(rb, idx, scratch)
             n_hits = scan_rows(
-                b.mid,
-                b.country[0],
-                b.zone[0],
-                b.channel[0],
-                b.bstart,
-                b.seq,
-                b.ts,
-                b.tz[0],
-                b.local,
-                b.stz[0],
-                b.stz_valid,
-                b.slocal,
-                b.slocal_valid,
-                b.site,
-                b.site_valid,
-                b.edge,
-                b.edge_valid,
-                b.virt,
-                b.country[1],
-                b.zone[1],
-                b.channel[1],
-                b.tz[1],
-                b.stz[1],
-                idx.m_ids,
-                *idx.series_table,
-                idx.n_c,
-                idx.n_z,
-                idx.n_h,
-                idx.m_mode,
-                idx.m_settle,
-                idx.series_country,
-                idx.series_zone,
-                *idx.site_table,
-                idx.site_merchant,
-                idx.site_country,
-                idx.site_zone,
-                *idx.edge_table,
-                idx.edge_merchant,
-                idx.edge_zone,
+                *b.row_args(),
+                *idx.scan_args(),
                 self.w.first_bucket,
                 self.B,
                 self.bucket_us,
@@ -521,9 +566,7 @@ class EventChecks:
                 carry_valid,
                 last_seq,
                 last_ts,
-                b.flags,
-                b.cell,
-                b.hits,
+                *b.out_args(),
             )
             self._runs(b, pos)
             flagged = np.flatnonzero(b.flags)
@@ -534,16 +577,16 @@ class EventChecks:
                 r = b.hits[:n_hits]
                 hits.append(
                     {
-                        "cell": b.cell[r],
+                        "cell": b.hit_cells[:n_hits].copy(),
                         "aid": b.aid[r],
                         "ts": b.ts[r],
-                        "virt": b.virt[r],
-                        "site": np.where(b.site_valid[r], b.site[r], 0),
-                        "edge": np.where(b.edge_valid[r], b.edge[r], 0),
+                        "virt": b.virt_at(r),
+                        "site": np.where(bits_at(b.site_bits, r), b.site[r], 0),
+                        "edge": np.where(bits_at(b.edge_bits, r), b.edge[r], 0),
                         "zone": Batch.codes(b.tz, r),
                         "local": b.local[r],
-                        "settle": np.where(b.slocal_valid[r], b.slocal[r], 0),
-                        "settle_valid": b.slocal_valid[r],
+                        "settle": np.where(bits_at(b.slocal_bits, r), b.slocal[r], 0),
+                        "settle_valid": bits_at(b.slocal_bits, r),
                     }
                 )
             ids.add(b.aid)
@@ -680,7 +723,7 @@ class EventChecks:
         for i in by_table[: max(0, MAX_EXAMPLES - len(self.local_examples))]:
             bt = int(b.ts[i] // self.bucket_us - self.w.first_bucket)
             z = int(Batch.codes(b.tz, np.array([i]))[0])
-            zs = int(Batch.codes(b.stz, np.array([i]))[0])
+            zs = int(Batch.codes(b.stz_codes_parts, np.array([i]))[0])
             ref = int(b.ts[i] + self.ref.offset[z, bt])
             if ref == b.local[i] and zs >= 0:
                 ref_s = int(b.ts[i] + self.ref.offset[zs, bt])

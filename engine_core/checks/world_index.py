@@ -44,39 +44,40 @@ GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def table_get(tkeys, tvals, bits, key):
-    """Value stored under uint64 ``key`` in an open-addressing table, or -1."""
+def table_get(slots, bits, key):
+    """Value stored under uint64 ``key`` in a :func:`key_table`, or -1."""
     mask = (1 << bits) - 1
     j = np.int64((key * GOLDEN) >> np.uint64(64 - bits))
     while True:
-        v = tvals[j]
+        v = slots[2 * j + 1]
         if v == -1:
             return -1
-        if tkeys[j] == key:
+        if np.uint64(slots[2 * j]) == key:
             return v
         j = (j + 1) & mask
 
 
 @nb.njit(cache=True)
-def _table_fill(tkeys, tvals, bits, keys):
+def _table_fill(slots, bits, keys):
     mask = (1 << bits) - 1
     for i in range(keys.shape[0]):
         j = np.int64((keys[i] * GOLDEN) >> np.uint64(64 - bits))
-        while tvals[j] != -1 and tkeys[j] != keys[i]:
+        while slots[2 * j + 1] != -1 and np.uint64(slots[2 * j]) != keys[i]:
             j = (j + 1) & mask
-        tkeys[j] = keys[i]
-        tvals[j] = i
+        slots[2 * j] = np.int64(keys[i])
+        slots[2 * j + 1] = i
 
 
-def key_table(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """(keys, values, bits) of an open-addressing table mapping ``keys[i]`` (uint64) to i, at
-    most half full: one multiply and one or two probes per lookup, no unpredictable search."""
+def key_table(keys: np.ndarray) -> tuple[np.ndarray, int]:
+    """(slots, bits) of an open-addressing table mapping ``keys[i]`` (uint64) to i, at most
+    half full: one multiply and one or two probes per lookup, no unpredictable search. A slot
+    is a (key as int64, value) pair side by side, so a probe reads one cache line."""
     keys = np.ascontiguousarray(keys, dtype=np.uint64)
     bits = max(4, int(np.ceil(np.log2(2 * len(keys) + 2))))
-    tkeys = np.zeros(1 << bits, dtype=np.uint64)
-    tvals = np.full(1 << bits, -1, dtype=np.int64)
-    _table_fill(tkeys, tvals, bits, keys)
-    return tkeys, tvals, bits
+    slots = np.zeros(2 << bits, dtype=np.int64)
+    slots[1::2] = -1
+    _table_fill(slots, bits, keys)
+    return slots, bits
 
 
 @nb.njit(cache=True, nogil=True)
@@ -136,6 +137,38 @@ def _bits(arr: pa.Array, buffer: int) -> np.ndarray:
     return bits[arr.offset :].view(np.bool_)
 
 
+_ONES = np.full(1 << 18, 0xFF, dtype=np.uint8)  # an all-valid bitmap for 2M rows
+
+
+def bitmap(arr: pa.Array | pa.ChunkedArray, values: bool = False) -> tuple[np.ndarray, int]:
+    """(bits, offset) of a column's validity bitmap (``values``: of a boolean column's values)
+    as Arrow holds it, no copy: row i is set iff bit ``offset + i`` (LSB first) is set. A column
+    without nulls gets an all-set bitmap. The scan kernel tests bits itself, so no bool array
+    per column and batch is built."""
+    arr = _one_array(arr)
+    n = len(arr)
+    if not values and arr.null_count == 0:
+        need = (n + 7) >> 3
+        return (_ONES if need <= len(_ONES) else np.full(need, 0xFF, dtype=np.uint8)), 0
+    buf = arr.buffers()[1 if values else 0]
+    if buf is None or n == 0:
+        return np.zeros(1, dtype=np.uint8), 0
+    return np.frombuffer(buf, dtype=np.uint8), arr.offset
+
+
+def unpack(bits: tuple[np.ndarray, int], n: int) -> np.ndarray:
+    """The rows of a :func:`bitmap` as numpy bool."""
+    raw, offset = bits
+    return np.unpackbits(raw, count=offset + n, bitorder="little")[offset:].view(np.bool_)
+
+
+def bits_at(bits: tuple[np.ndarray, int], rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` of a :func:`bitmap` as numpy bool."""
+    raw, offset = bits
+    j = np.asarray(rows, dtype=np.int64) + offset
+    return ((raw[j >> 3] >> (j & 7).astype(np.uint8)) & 1).astype(np.bool_)
+
+
 def validity(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Non-null mask of a column."""
     arr = _one_array(arr)
@@ -145,11 +178,11 @@ def validity(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def dictionary_parts(
-    col: pa.Array | pa.ChunkedArray, index: dict[str, int]
+    col: pa.Array | pa.ChunkedArray, index: dict[str, int], with_validity: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(dictionary indices, their table to world codes, validity or None when there is no
-    null) of a string column (a plain string column is dictionary-encoded first). World codes:
-    -2 for a value not in ``index``."""
+    null or ``with_validity`` is false) of a string column (a plain string column is
+    dictionary-encoded first). World codes: -2 for a value not in ``index``."""
     col = _one_array(col)
     if not pa.types.is_dictionary(col.type):
         col = pc.dictionary_encode(col)
@@ -159,7 +192,7 @@ def dictionary_parts(
     )
     idx = col.indices
     raw = _buffer_values(idx, np.dtype(idx.type.to_pandas_dtype()).type)
-    return raw, table, validity(idx) if idx.null_count else None
+    return raw, table, validity(idx) if with_validity and idx.null_count else None
 
 
 def dictionary_codes(col: pa.Array | pa.ChunkedArray, index: dict[str, int]) -> np.ndarray:
@@ -247,6 +280,10 @@ class WorldIndex:
         self.series_zone = np.ascontiguousarray(m.zone_idx, dtype=np.int32)
         self.series_channel = np.ascontiguousarray(m.channel_idx, dtype=np.int32)
         self.series_mode = np.ascontiguousarray(m.mode, dtype=np.int8)
+        # (country, zone) of a series side by side: one cache line per row of the scan
+        self.series_info = np.ascontiguousarray(
+            np.stack([self.series_country, self.series_zone], axis=1), dtype=np.int32
+        )
 
         # sites and edges sorted by (merchant, id), with each merchant's range
         sites = tables["sites"]
@@ -269,6 +306,11 @@ class WorldIndex:
             np.int64
         )
         self.site_table = key_table(self.site_ids)  # value = position in site_ids
+        # (merchant index, country, zone) of a site in one 16-byte row
+        self.site_info = np.zeros((len(self.site_ids), 4), dtype=np.int32)
+        self.site_info[:, 0] = self.site_merchant
+        self.site_info[:, 1] = self.site_country
+        self.site_info[:, 2] = self.site_zone
         set_key = (self.site_merchant * self.n_c + self.site_country) * self.n_z + self.site_zone
         _, self.site_set = np.unique(set_key, return_inverse=True)
 
@@ -284,9 +326,29 @@ class WorldIndex:
             [self.tz_index.get(etz[k], UNKNOWN_CODE) for k in eo], dtype=np.int32
         )
         self.edge_weight = edges.column("weight").to_numpy().astype(np.float64)[eo]
+        self.edge_info = np.ascontiguousarray(
+            np.stack([self.edge_merchant, self.edge_zone], axis=1), dtype=np.int32
+        )
         self.m_edge_lo = np.searchsorted(self.edge_merchant, np.arange(n_m)).astype(np.int64)
         self.m_edge_hi = np.searchsorted(self.edge_merchant, np.arange(n_m), side="right").astype(
             np.int64
+        )
+
+    def scan_args(self) -> tuple:
+        """The world's arguments of the S4 scan kernel (event_scan.scan_rows), in order."""
+        return (
+            self.m_ids,
+            *self.series_table,
+            self.n_c,
+            self.n_z,
+            self.n_h,
+            self.m_mode,
+            self.m_settle,
+            self.series_info,
+            *self.site_table,
+            self.site_info,
+            *self.edge_table,
+            self.edge_info,
         )
 
     # ------------------------------------------------------------------ resolving rows
@@ -348,10 +410,13 @@ __all__ = [
     "NULL_CODE",
     "UNKNOWN_CODE",
     "WorldIndex",
+    "bitmap",
+    "bits_at",
     "boolean",
     "dictionary_codes",
     "dictionary_parts",
     "i64",
     "u64",
+    "unpack",
     "validity",
 ]
