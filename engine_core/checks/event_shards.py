@@ -191,6 +191,7 @@ class ShardIndex:
         self.series_table = key_table(keys.astype(np.uint64))  # value = local series index
         self.series_country = np.ascontiguousarray(world.series_country[s_lo:s_hi])
         self.series_zone = np.ascontiguousarray(world.series_zone[s_lo:s_hi])
+        self.series_info = np.ascontiguousarray(world.series_info[s_lo:s_hi])
         # sites and edges are sorted by merchant
         a = int(np.searchsorted(world.site_merchant, m_lo))
         b = int(np.searchsorted(world.site_merchant, m_hi))
@@ -199,12 +200,18 @@ class ShardIndex:
         self.site_merchant = np.ascontiguousarray(world.site_merchant[a:b] - m_lo)
         self.site_country = np.ascontiguousarray(world.site_country[a:b])
         self.site_zone = np.ascontiguousarray(world.site_zone[a:b])
+        self.site_info = np.array(world.site_info[a:b])  # merchant column made shard-local
+        self.site_info[:, 0] -= m_lo
         a = int(np.searchsorted(world.edge_merchant, m_lo))
         b = int(np.searchsorted(world.edge_merchant, m_hi))
         self.edge_lo, self.n_edges = a, b - a
         self.edge_table = key_table(world.edge_ids[a:b])
         self.edge_merchant = np.ascontiguousarray(world.edge_merchant[a:b] - m_lo)
         self.edge_zone = np.ascontiguousarray(world.edge_zone[a:b])
+        self.edge_info = np.array(world.edge_info[a:b])
+        self.edge_info[:, 0] -= m_lo
+
+    scan_args = WorldIndex.scan_args  # the same kernel arguments, over the shard's world
 
     def series_rows(self, tbl) -> tuple[np.ndarray, np.ndarray]:
         """(world merchant index, local series index or -1) per row."""
