@@ -35,7 +35,7 @@ class RunConfig:
     """Everything that selects a run. Only world, policy, seed, scenario and namespace
     (inside the policy) influence output bytes; threads and the horizon's split never do."""
 
-    world: str  # preset name (tiny, small, reference) or a directory of world Parquet
+    world: str  # preset name (tiny, small, reference, large) or a directory of world Parquet
     scenario: str
     start: dt.datetime  # UTC, bucket-aligned, inclusive
     end: dt.datetime  # UTC, bucket-aligned, exclusive
