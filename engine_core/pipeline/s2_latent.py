@@ -44,19 +44,36 @@ def published_groups(store: DatasetStore, year: int) -> tuple[list[str], np.ndar
 
 def read_factors(ctx: RunContext, store: DatasetStore, year: int
                  ) -> tuple[list[str], np.ndarray]:
-    """Dense [group, bucket] factors of a published S2 partition (checked for shape)."""
+    """Dense [group, bucket] factors of a published S2 partition (checked for shape), read a
+    row group at a time into one array (never the table besides)."""
     w = ctx.window(year)
-    t = store.read_dataset("latent_intensity", year, ["group_id", "factor"])
-    gids = t.column("group_id").combine_chunks().dictionary.to_pylist()
+    n_rows = store.dataset_rows("latent_intensity", year)
+    factor = np.empty(n_rows, dtype=np.float64)
+    gids: list[str] = []
+    known: dict[str, int] = {}
+    k = 0
+    for t in store.dataset_batches("latent_intensity", year, ["group_id", "factor"]):
+        for chunk in t.column("group_id").chunks:  # the dictionaries, unified in order
+            d = chunk.dictionary if isinstance(chunk.type, pa.DictionaryType) else (
+                chunk.dictionary_encode().dictionary)
+            for g in d.to_pylist():
+                if g not in known:
+                    known[g] = len(gids)
+                    gids.append(g)
+        f = t.column("factor").to_numpy()
+        if k + len(f) > n_rows:
+            break
+        factor[k : k + len(f)] = f
+        k += len(f)
     n_groups = len(gids)
-    if t.num_rows != n_groups * w.n_buckets:
+    if k != n_rows or n_rows != n_groups * w.n_buckets:
         raise EngineError(
             "DOMAIN_ALIGN_FAILED",
-            f"latent_intensity has {t.num_rows} rows, expected {n_groups} groups x "
+            f"latent_intensity has {n_rows} rows, expected {n_groups} groups x "
             f"{w.n_buckets} buckets",
             table="latent_intensity", key=f"{ctx.scenario}|{year}",
         )
-    return gids, readonly(t.column("factor").to_numpy().reshape(n_groups, w.n_buckets))
+    return gids, readonly(factor.reshape(n_groups, w.n_buckets))
 
 
 def _write_window(ctx: RunContext, w: Window, gids: list[str], keys: np.ndarray,
