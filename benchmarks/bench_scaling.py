@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -145,31 +146,47 @@ def plot(rows: list[dict], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (w, a, b) = plt.subplots(1, 3, figsize=(15, 4.4))
     worlds = list(dict.fromkeys(r["world"] for r in rows))
-    for wname in worlds:
+    for k, wname in enumerate(worlds):
         rs = sorted((r for r in rows if r["world"] == wname and r["events"]),
                     key=lambda r: r["events"])
         if not rs:
             continue
+        colour = f"C{k}"
         x = [r["events"] for r in rs]
-        a.plot(x, [r["events_per_s"] / 1e6 for r in rs], "o-", label=wname)
-        b.plot(x, [r["peak_rss_mb"] / 1024 for r in rs], "o-", label=wname)
+        w.plot(x, [r["wall_s"] for r in rs], "o-", color=colour, label=wname)
+        a.plot(x, [r["events_per_s"] / 1e6 for r in rs], "o-", color=colour,
+               label=f"{wname}, whole run")
+        a.plot(x, [r["s4_events_per_s"] / 1e6 for r in rs], "s--", color=colour, alpha=0.6,
+               label=f"{wname}, S4")
+        b.plot(x, [r["peak_rss_mb"] / 1024 for r in rs], "o-", color=colour,
+               label=f"{wname}, run")
+        b.plot(x, [r["peak_rss_after_state_mb"].get("s4", math.nan) / 1024 for r in rs], "s--",
+               color=colour, alpha=0.6, label=f"{wname}, S1–S4")
         for r in rs:
-            a.annotate(r["horizon"], (r["events"], r["events_per_s"] / 1e6), fontsize=7,
-                       textcoords="offset points", xytext=(3, 3))
-    for ax in (a, b):
+            w.annotate(r["horizon"], (r["events"], r["wall_s"]), fontsize=7,
+                       textcoords="offset points", xytext=(3, -9))
+    lo = min(r["events"] for r in rows if r["events"])
+    hi = max(r["events"] for r in rows)
+    ref = max((r for r in rows if r["events"]), key=lambda r: r["events"])
+    w.plot([lo, hi], [ref["wall_s"] * lo / ref["events"], ref["wall_s"] * hi / ref["events"]],
+           ":", color="grey", label="∝ events")
+    w.set_yscale("log")
+    w.set_ylabel("wall of the run (s)")
+    w.set_title("cost")
+    for ax in (w, a, b):
         ax.set_xscale("log")
         ax.set_xlabel("events in the run")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
-    a.set_ylabel("events / s, whole run (M)")
+        ax.legend(fontsize=7)
+    a.set_ylabel("events / s (M)")
     a.set_ylim(bottom=0)
     b.set_ylabel("peak RSS (GiB)")
     b.set_ylim(bottom=0)
-    b.axhline(2.5, color="grey", ls="--", lw=0.8)
+    b.axhline(2.5, color="grey", ls=":", lw=0.8)
     a.set_title("throughput")
-    b.set_title("memory")
+    b.set_title("memory: the run, and up to the end of S4")
     fig.suptitle("arrival-engine run: worlds × horizons (one process per run)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
