@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="arrival-engine", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run S1–S5 for a horizon")
-    r.add_argument("--world", default="tiny", help="preset (tiny, small, reference) or a directory")
+    r.add_argument("--world", default="tiny",
+                   help="preset (tiny, small, reference, large) or a directory")
     r.add_argument("--scenario", default="baseline")
     r.add_argument("--start", required=True, help="UTC, bucket-aligned, e.g. 2026-01-01")
     r.add_argument("--end", required=True, help="UTC, exclusive")

@@ -25,8 +25,9 @@ from engine_core.kernels.counts import target_intensity
 from engine_core.schemas import YEAR_MAX, YEAR_MIN, validate_scenario_id
 from engine_core.timebase import EPOCH, SECONDS_PER_DAY, epoch_seconds, utc
 from engine_core.tz import TzTables, build_tz_tables
-from engine_core.world import World, load_world, series_day_multipliers
+from engine_core.world import World, load_world
 from engine_core.world.arrays import WorldArrays, build_world_arrays
+from engine_core.world.calendar import DayMultipliers, day_multipliers
 from engine_core.world.grouping import Grouping, build_grouping
 
 
@@ -35,7 +36,7 @@ class RunConfig:
     """Everything that selects a run. Only world, policy, seed, scenario and namespace
     (inside the policy) influence output bytes; threads and the horizon's split never do."""
 
-    world: str  # preset name (tiny, small, reference) or a directory of world Parquet
+    world: str  # preset name (tiny, small, reference, large) or a directory of world Parquet
     scenario: str
     start: dt.datetime  # UTC, bucket-aligned, inclusive
     end: dt.datetime  # UTC, bucket-aligned, exclusive
@@ -243,21 +244,23 @@ class RunContext:
         return chunks
 
     # ------------------------------------------------------------------ target intensity
-    def day_multipliers(self, w: Window) -> tuple[np.ndarray, int]:
-        """Calendar multipliers [series, local day] around the window, and the first day."""
+    def day_multipliers(self, w: Window) -> tuple[DayMultipliers | np.ndarray, int]:
+        """Calendar multipliers [series, local day] around the window, and the first day. The
+        rows are computed when sliced (``mult[lo:hi]``, what :meth:`lambda_chunk` takes), so
+        memory holds a chunk's rows, not series × days."""
         first_day = w.start_s // SECONDS_PER_DAY - 1
         n_days = (w.end_s - w.start_s) // SECONDS_PER_DAY + 3
         d0 = EPOCH.date() + dt.timedelta(days=int(first_day))
-        mult = series_day_multipliers(self.world, self.scenario, d0, int(n_days))
-        return np.ascontiguousarray(mult, dtype=np.float64), int(first_day)
+        return day_multipliers(self.world, self.scenario, d0, int(n_days)), int(first_day)
 
-    def lambda_chunk(self, w: Window, lo: int, hi: int, day_mult: np.ndarray,
+    def lambda_chunk(self, w: Window, lo: int, hi: int, day_mult: DayMultipliers | np.ndarray,
                      first_day: int) -> np.ndarray:
         """λ [series lo..hi, bucket] of the window (docs/model.md)."""
         m = self.arrays
         tz = self.tz
         lam = np.empty((hi - lo, w.n_buckets), dtype=np.float64)
-        target_intensity(m.zone_idx[lo:hi], m.shape_norm[lo:hi], day_mult[lo:hi], first_day,
+        rows = np.ascontiguousarray(day_mult[lo:hi], dtype=np.float64)
+        target_intensity(m.zone_idx[lo:hi], m.shape_norm[lo:hi], rows, first_day,
                          tz.zone_start, tz.trans_us, tz.offset_s, w.first_bucket, w.n_buckets,
                          w.bucket_seconds, lam)
         return lam

@@ -30,13 +30,14 @@ every (series, grid bucket) cell is recomputed (engine_core/checks/law.py).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numba as nb
 import numpy as np
 import pyarrow as pa
 
 from engine_core.checks.contract import schema_rule
-from engine_core.checks.law import law_mu, published_groups, read_latent
+from engine_core.checks.law import law_mu, published_groups, read_latent, series_chunks
 from engine_core.checks.rules_s2 import evenly_spaced
 from engine_core.checks.verdicts import Offences, RuleResult, guarded, state_rules, verdict
 from engine_core.checks.world_index import WorldIndex, boolean, i64
@@ -177,13 +178,18 @@ def s3_rules(ctx, store, year: int) -> list[RuleResult]:
 
 
 class CountRows:
-    """One streaming pass over the S3 partition: the per-row rules (domain, cap, count > 0)
-    judged batch by batch, and the rows on the (series, grid bucket) grid kept as compact
-    arrays sorted by cell — 25 bytes a row instead of the table (a reference year is 16 M
-    rows)."""
+    """Two streaming passes over the S3 partition. The first (the constructor) judges the
+    per-row rules (domain, cap, count > 0), adds up the totals and counts the rows on the
+    (series, grid bucket) grid that fall in each series chunk of ``chunks``; the second
+    (:meth:`by_chunk`) hands over those rows chunk by chunk, sorted by cell. S3 writes its
+    rows in merchant order, so a chunk is complete soon after it starts and memory holds
+    about one chunk's rows, never the partition (a large-world quarter is 44 M rows); rows
+    out of order are held until their chunk is complete."""
 
-    def __init__(self, ctx, store, year: int, index: WorldIndex) -> None:
+    def __init__(self, ctx, store, year: int, index: WorldIndex,
+                 chunks: list[tuple[int, int]]) -> None:
         w = ctx.window(year)
+        self.store, self.year = store, year
         self.index = index
         self.B, self.D = w.n_buckets, w.bucket_seconds
         self.first = w.first_bucket
@@ -191,11 +197,8 @@ class CountRows:
         self.grid = i64(
             store.read_dataset("time_grid", year, ["bucket_start_utc"]).column("bucket_start_utc")
         )
-        n_max = store.dataset_rows("bucket_counts", year)
-        cell = np.empty(n_max, dtype=np.int64)
-        count = np.empty(n_max, dtype=np.int64)
-        mu = np.empty(n_max, dtype=np.float64)
-        capped = np.empty(n_max, dtype=np.bool_)
+        self.chunks = chunks
+        self.chunk_lo = np.array([lo for lo, _ in chunks], dtype=np.int64)
         self.rows = 0
         self.sum_count = 0
         self.sum_mu = 0.0
@@ -207,27 +210,51 @@ class CountRows:
         self.wrong_flag = Offences()
         self.outside_dups = Offences()
         self._seen_outside: set[tuple] = set()
-        k = 0
+        self.per_chunk = np.zeros(len(chunks), dtype=np.int64)
         for t in store.dataset_batches("bucket_counts", year, list(BUCKET_COUNT_COLUMNS)):
-            cells, rows, n_row, mu_row, cap_row = self._batch(t)
-            m = len(rows)
-            cell[k : k + m] = cells
-            count[k : k + m] = n_row[rows]
-            mu[k : k + m] = mu_row[rows]
-            capped[k : k + m] = cap_row[rows]
-            k += m
-        order = np.argsort(cell[:k], kind="stable")
-        self.cell = cell[order]
-        del cell
-        self.count = count[order]
-        del count
-        self.mu = mu[order]
-        del mu
-        self.cap = capped[order]
+            cells, *_ = self._batch(t)
+            self.per_chunk += np.bincount(self._chunk_of(cells), minlength=len(chunks))
+        # index of a chunk's first row among all grid rows sorted by cell
+        self.chunk_start = np.concatenate([[0], np.cumsum(self.per_chunk)]).astype(np.int64)
+        self.grid_rows = int(self.chunk_start[-1])
 
-    def _batch(self, t: pa.Table) -> tuple[np.ndarray, ...]:
-        """Judge one batch's rows; return (cells of the rows on the grid, those rows, count,
-        mu, capped)."""
+    def _chunk_of(self, cells: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.chunk_lo, cells // self.B, side="right") - 1
+
+    def by_chunk(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """(cell, count, mu, capped) of the grid rows of each chunk in turn, sorted by cell
+        (stable: duplicates keep file order) — together, the grid rows sorted by cell."""
+        pending: dict[int, list[tuple[np.ndarray, ...]]] = {}
+        got = np.zeros(len(self.chunks), dtype=np.int64)
+        nxt = 0
+        for t in self.store.dataset_batches("bucket_counts", self.year,
+                                            list(BUCKET_COUNT_COLUMNS)):
+            cells, rows, n_row, mu_row, cap_row = self._batch(t, judge=False)
+            k = self._chunk_of(cells)
+            parts = (cells, n_row[rows], mu_row[rows], cap_row[rows])
+            for kk in np.unique(k).tolist():
+                sel = k == kk
+                pending.setdefault(kk, []).append(tuple(x[sel] for x in parts))
+                got[kk] += int(np.count_nonzero(sel))
+            while nxt < len(self.chunks) and got[nxt] >= self.per_chunk[nxt]:
+                yield self._sorted(pending.pop(nxt, []))
+                nxt += 1
+        while nxt < len(self.chunks):
+            yield self._sorted(pending.pop(nxt, []))
+            nxt += 1
+
+    @staticmethod
+    def _sorted(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+        if not parts:
+            return (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64),
+                    np.empty(0, np.bool_))
+        cell, count, mu, cap = (np.concatenate(x) for x in zip(*parts, strict=True))
+        order = np.argsort(cell, kind="stable")
+        return cell[order], count[order], mu[order], cap[order]
+
+    def _batch(self, t: pa.Table, judge: bool = True) -> tuple[np.ndarray, ...]:
+        """Judge one batch's rows (unless not ``judge``); return (cells of the rows on the
+        grid, those rows, count, mu, capped)."""
         index = self.index
         bucket_us = self.D * US
         _, s = index.series_rows(t)
@@ -239,6 +266,9 @@ class CountRows:
         in_grid = np.isin(start, self.grid) & (start % bucket_us == 0) & (b >= 0) & (b < self.B)
         known = s >= 0
         ok = known & in_grid
+        if not judge:
+            rows = np.flatnonzero(ok)
+            return s[rows] * self.B + b[rows], rows, n_row, mu_row, cap_row
 
         def label(i: int) -> str:
             if known[i]:
@@ -300,9 +330,9 @@ def _counts_checks(ctx, store, year: int) -> list[RuleResult]:
     index = WorldIndex(ctx)
     S, B, D = ctx.arrays.n_series, w.n_buckets, w.bucket_seconds
     label = index.cell_label
-    rows = CountRows(ctx, store, year, index)
+    chunks = series_chunks(S, B)  # the chunks law_mu computes μ in
+    rows = CountRows(ctx, store, year, index, chunks)
     R = rows.rows
-    cell_sorted = rows.cell
 
     # ---------------------------------------------------------------- COUNTS_DOMAIN_ALIGN
     off = Offences()
@@ -330,25 +360,6 @@ def _counts_checks(ctx, store, year: int) -> list[RuleResult]:
             "unknown_series": rows.foreign.count,
             "unroutable_series": len(unroutable),
             "grid_buckets": len(rows.grid),
-        },
-        off.examples,
-    )
-
-    # ---------------------------------------------------------------- COUNTS_KEY_UNIQUE
-    off = Offences()
-    dup = np.flatnonzero(cell_sorted[1:] == cell_sorted[:-1]) + 1
-    off.add(
-        len(dup), [f"{rows.cell_text(cell_sorted[i])}; duplicate (series, bucket)" for i in dup[:5]]
-    )
-    off.add(rows.outside_dups.count, rows.outside_dups.examples)
-    off.add(rows.nonpos.count, rows.nonpos.examples)
-    unique = verdict(
-        "COUNTS_KEY_UNIQUE",
-        off.ok,
-        {
-            "rows": R,
-            "duplicates": off.count - rows.nonpos.count,
-            "count_not_positive": rows.nonpos.count,
         },
         off.examples,
     )
@@ -411,27 +422,35 @@ def _counts_checks(ctx, store, year: int) -> list[RuleResult]:
     eps = cnt.mu_epsilon
     sums = np.zeros(8)
     n_samp = pol.validation.rng_rederive_sample
-    pick_rows = evenly_spaced(len(cell_sorted), n_samp // 2)
+    # half the sample evenly over the grid rows in cell order, half over every cell
+    pick_rows = evenly_spaced(rows.grid_rows, n_samp // 2)
     pick_cells = evenly_spaced(S * B, n_samp - len(pick_rows))
-    sample_cells = np.unique(np.concatenate([cell_sorted[pick_rows], pick_cells]))
-    sample_mu = np.full(len(sample_cells), np.nan)
+    samples: list[tuple[np.ndarray, ...]] = []  # (cell, law μ, has row, count, capped)
+    dups = Offences()
     mu_bad = Offences()
     no_draw = Offences()
-    for lo, hi, mu in law_mu(ctx, store, year, lat.factor, groups.group_of_series):
-        a, z = np.searchsorted(cell_sorted, [lo * B, hi * B])
-        local = cell_sorted[a:z] - lo * B
-        n_rows = rows.count[a:z]
-        mu_rows = rows.mu[a:z]
+    row_chunks = rows.by_chunk()
+    for k, (lo, hi, mu) in enumerate(law_mu(ctx, store, year, lat.factor,
+                                            groups.group_of_series)):
+        assert (lo, hi) == chunks[k]
+        cell_k, n_rows, mu_rows, cap_k = next(row_chunks)
+        dup = np.flatnonzero(cell_k[1:] == cell_k[:-1]) + 1
+        dups.add(
+            len(dup),
+            [f"{rows.cell_text(cell_k[i])}; duplicate (series, bucket)"
+             for i in dup[: dups.want()]],
+        )
+        local = cell_k - lo * B
         n_dense = np.bincount(local, weights=n_rows, minlength=(hi - lo) * B)
         cap_dense = np.zeros((hi - lo) * B, dtype=np.bool_)
-        cap_dense[local[rows.cap[a:z]]] = True
+        cap_dense[local[cap_k]] = True
         flat = mu.reshape(-1)
         law_row_mu = flat[local]
         bad = np.flatnonzero(~(law_row_mu == mu_rows))
         mu_bad.add(
             len(bad),
             [
-                f"{rows.cell_text(cell_sorted[a + i])}; mu={mu_rows[i]!r}, the law gives "
+                f"{rows.cell_text(cell_k[i])}; mu={mu_rows[i]!r}, the law gives "
                 f"{law_row_mu[i]!r}"
                 for i in bad[: mu_bad.want()]
             ],
@@ -440,9 +459,9 @@ def _counts_checks(ctx, store, year: int) -> list[RuleResult]:
         no_draw.add(
             len(nd),
             [
-                f"{rows.cell_text(cell_sorted[a + i])}; count={int(n_rows[i])} where "
+                f"{rows.cell_text(cell_k[i])}; count={int(n_rows[i])} where "
                 f"μ={law_row_mu[i]!r} ≤ ε (no draw)"
-                for i in nd[:5]
+                for i in nd[: no_draw.want()]
             ],
         )
         cell_moments(
@@ -454,8 +473,31 @@ def _counts_checks(ctx, store, year: int) -> list[RuleResult]:
             eps,
             sums,
         )
-        ka, kz = np.searchsorted(sample_cells, [lo * B, hi * B])
-        sample_mu[ka:kz] = flat[sample_cells[ka:kz] - lo * B]
+        first = rows.chunk_start[k]
+        ra, rz = np.searchsorted(pick_rows, [first, first + len(cell_k)])
+        ca, cz = np.searchsorted(pick_cells, [lo * B, hi * B])
+        sc = np.unique(np.concatenate([cell_k[pick_rows[ra:rz] - first], pick_cells[ca:cz]]))
+        pos = np.minimum(np.searchsorted(cell_k, sc), max(len(cell_k) - 1, 0))
+        has = (cell_k[pos] == sc) if len(cell_k) else np.zeros(len(sc), dtype=np.bool_)
+        samples.append((sc, flat[sc - lo * B], has,
+                        np.where(has, n_rows[pos] if len(cell_k) else 0, 0),
+                        has & (cap_k[pos] if len(cell_k) else False)))
+
+    # ---------------------------------------------------------------- COUNTS_KEY_UNIQUE
+    off = Offences()
+    off.add(dups.count, dups.examples)
+    off.add(rows.outside_dups.count, rows.outside_dups.examples)
+    off.add(rows.nonpos.count, rows.nonpos.examples)
+    unique = verdict(
+        "COUNTS_KEY_UNIQUE",
+        off.ok,
+        {
+            "rows": R,
+            "duplicates": off.count - rows.nonpos.count,
+            "count_not_positive": rows.nonpos.count,
+        },
+        off.examples,
+    )
 
     # ---------------------------------------------------------------- COUNTS_DISPERSION
     blocks, undefined = sums[1:3].tolist()  # cells with μ > ε, cells without a law μ
@@ -478,13 +520,14 @@ def _counts_checks(ctx, store, year: int) -> list[RuleResult]:
             ],
         )
     keys = ctx.arrays.series_keys("S3.count.v1", pol.namespace, ctx.seed)
-    pos = np.searchsorted(cell_sorted, sample_cells)
-    pos_c = np.minimum(pos, max(len(cell_sorted) - 1, 0))
-    has_row = (
-        (pos < len(cell_sorted)) & (cell_sorted[pos_c] == sample_cells)
-        if len(cell_sorted)
-        else np.zeros(len(sample_cells), dtype=np.bool_)
-    )
+    if samples:
+        sample_cells, sample_mu, has_row, pub_count, pub_cap = (
+            np.concatenate(x) for x in zip(*samples, strict=True))
+    else:
+        sample_cells = np.empty(0, np.int64)
+        sample_mu = np.empty(0)
+        has_row = pub_cap = np.empty(0, np.bool_)
+        pub_count = np.empty(0, np.int64)
     redrawn = 0
     for k, c in enumerate(sample_cells.tolist()):
         si, bi = divmod(c, B)
@@ -496,8 +539,8 @@ def _counts_checks(ctx, store, year: int) -> list[RuleResult]:
         else:
             n_law, cap_law = 0, False
         redrawn += 1
-        n_pub = int(rows.count[pos[k]]) if has_row[k] else 0
-        c_pub = bool(rows.cap[pos[k]]) if has_row[k] else False
+        n_pub = int(pub_count[k]) if has_row[k] else 0
+        c_pub = bool(pub_cap[k]) if has_row[k] else False
         if not math.isfinite(m) or n_pub != int(n_law) or c_pub != bool(cap_law):
             off.add(
                 1,

@@ -18,7 +18,7 @@ from engine_core.context import RunContext
 from engine_core.io.store import DatasetStore
 from engine_core.rng.streams import FAMILIES, group_stream, stream_keys
 from engine_core.tz import covers, tzdata_version
-from engine_core.world.fingerprint import world_fingerprint
+from engine_core.world.fingerprint import fingerprint_canonical
 from engine_core.world.validate import canonical_world_tables
 
 
@@ -27,8 +27,9 @@ def world_valid(ctx: RunContext) -> RuleResult:
     and ``ctx.arrays`` (built here, so an unroutable series raises)."""
     tables = ctx.world.tables
     figures = {name: t.num_rows for name, t in tables.items()}
-    canonical_world_tables(tables)  # raises EngineError on the first broken input rule
-    fp = world_fingerprint(tables)
+    # raises EngineError on the first broken input rule; fingerprinted as world_fingerprint
+    # does, without validating and sorting a second time
+    fp = fingerprint_canonical(canonical_world_tables(tables))
     m = ctx.arrays  # raises WORLD_SERIES_NO_SITE / WORLD_NO_EDGES
     figures.update(
         {

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from engine_core import schemas
-from engine_core.context import RunContext, Shard
+from engine_core.context import RunContext, Shard, Window
 from engine_core.errors import EngineError
-from engine_core.io.store import DatasetStore
+from engine_core.io.store import PARQUET_OPTS, DatasetStore
 from engine_core.kernels.jit import readonly
 from engine_core.kernels.latent import latent_field
 from engine_core.pipeline.columns import dict_array, ts_array
@@ -19,6 +21,11 @@ from engine_core.pipeline.progress import ProgressReporter, peak_rss_mb
 from engine_core.pipeline.types import ProgressCallback, StateResult
 from engine_core.rng.streams import group_stream, stream_keys
 from engine_core.timebase import US_PER_S
+
+# Parquet's default row group (what one write of the whole partition gives) and the rows
+# computed at a time: a few row groups of whole groups.
+ROW_GROUP = 1 << 20
+ROWS_PER_CHUNK = 4 * ROW_GROUP
 
 
 def published_groups(store: DatasetStore, year: int) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -37,19 +44,79 @@ def published_groups(store: DatasetStore, year: int) -> tuple[list[str], np.ndar
 
 def read_factors(ctx: RunContext, store: DatasetStore, year: int
                  ) -> tuple[list[str], np.ndarray]:
-    """Dense [group, bucket] factors of a published S2 partition (checked for shape)."""
+    """Dense [group, bucket] factors of a published S2 partition (checked for shape), read a
+    row group at a time into one array (never the table besides)."""
     w = ctx.window(year)
-    t = store.read_dataset("latent_intensity", year, ["group_id", "factor"])
-    gids = t.column("group_id").combine_chunks().dictionary.to_pylist()
+    n_rows = store.dataset_rows("latent_intensity", year)
+    factor = np.empty(n_rows, dtype=np.float64)
+    gids: list[str] = []
+    known: dict[str, int] = {}
+    k = 0
+    for t in store.dataset_batches("latent_intensity", year, ["group_id", "factor"]):
+        for chunk in t.column("group_id").chunks:  # the dictionaries, unified in order
+            d = chunk.dictionary if isinstance(chunk.type, pa.DictionaryType) else (
+                chunk.dictionary_encode().dictionary)
+            for g in d.to_pylist():
+                if g not in known:
+                    known[g] = len(gids)
+                    gids.append(g)
+        f = t.column("factor").to_numpy()
+        if k + len(f) > n_rows:
+            break
+        factor[k : k + len(f)] = f
+        k += len(f)
     n_groups = len(gids)
-    if t.num_rows != n_groups * w.n_buckets:
+    if k != n_rows or n_rows != n_groups * w.n_buckets:
         raise EngineError(
             "DOMAIN_ALIGN_FAILED",
-            f"latent_intensity has {t.num_rows} rows, expected {n_groups} groups x "
+            f"latent_intensity has {n_rows} rows, expected {n_groups} groups x "
             f"{w.n_buckets} buckets",
             table="latent_intensity", key=f"{ctx.scenario}|{year}",
         )
-    return gids, readonly(t.column("factor").to_numpy().reshape(n_groups, w.n_buckets))
+    return gids, readonly(factor.reshape(n_groups, w.n_buckets))
+
+
+def _write_window(ctx: RunContext, w: Window, gids: list[str], keys: np.ndarray,
+                  sig: np.ndarray, ls: np.ndarray, path: str) -> int:
+    """The factors of one window, computed and written a few row groups of groups at a time
+    (memory bounded by GROUP_ROWS_PER_CHUNK, not by groups × buckets). Rows go to the writer
+    in whole row groups, so the file is the one a single write of the whole table gives."""
+    lat = ctx.policy.latent
+    B = w.n_buckets
+    b = np.arange(w.first_bucket, w.first_bucket + B, dtype=np.int64)
+    ts = b * w.bucket_seconds * US_PER_S
+    per = max(1, ROWS_PER_CHUNK // max(B, 1))
+    rows = 0
+    carry: pa.Table | None = None
+    with pq.ParquetWriter(path, schemas.LATENT_INTENSITY, **PARQUET_OPTS) as writer:
+        for g0 in range(0, len(gids), per):
+            g1 = min(len(gids), g0 + per)
+            z = np.empty((g1 - g0, B), dtype=np.float64)
+            f = np.empty_like(z)
+            latent_field(keys[g0:g1], sig[g0:g1], ls[g0:g1], w.first_bucket, B,
+                         lat.block_buckets, lat.factor_clip[0], lat.factor_clip[1], z, f)
+            tbl = pa.table(
+                {
+                    "group_id": dict_array(
+                        np.repeat(np.arange(g0, g1, dtype=np.int32), B), gids),
+                    "bucket_start_utc": ts_array(np.tile(ts, g1 - g0)),
+                    "z": pa.array(z.ravel(), pa.float64()),
+                    "factor": pa.array(f.ravel(), pa.float64()),
+                },
+                schema=schemas.LATENT_INTENSITY,
+            )
+            del z, f
+            carry = tbl if carry is None else pa.concat_tables([carry, tbl])
+            whole = carry.num_rows // ROW_GROUP * ROW_GROUP
+            if whole:
+                writer.write_table(carry.slice(0, whole), row_group_size=ROW_GROUP)
+                rows += whole
+                carry = carry.slice(whole)
+        if (carry is not None and carry.num_rows) or rows == 0:
+            last = carry if carry is not None else schemas.LATENT_INTENSITY.empty_table()
+            writer.write_table(last, row_group_size=ROW_GROUP)
+            rows += last.num_rows
+    return rows
 
 
 def run(ctx: RunContext, store: DatasetStore, progress: ProgressCallback | None = None,
@@ -60,7 +127,6 @@ def run(ctx: RunContext, store: DatasetStore, progress: ProgressCallback | None 
         raise ValueError("S2 takes no merchant shard: its latent groups span merchants")
     jit_s = warm_up_kernels()
     t0 = time.perf_counter()
-    lat = ctx.policy.latent
     paths: list[str] = []
     rows = 0
     rep = ProgressReporter(progress, "s2", len(ctx.windows), "partitions")
@@ -69,23 +135,10 @@ def run(ctx: RunContext, store: DatasetStore, progress: ProgressCallback | None 
         gids, sig, ls = published_groups(store, w.year)
         keys = stream_keys("S2.latent.v1", ctx.policy.namespace, ctx.seed,
                            (group_stream(g.split("|", 1)[1]) for g in gids))
-        z = np.empty((len(gids), w.n_buckets), dtype=np.float64)
-        f = np.empty_like(z)
-        latent_field(keys, sig, ls, w.first_bucket, w.n_buckets, lat.block_buckets,
-                     lat.factor_clip[0], lat.factor_clip[1], z, f)
-        b = np.arange(w.first_bucket, w.first_bucket + w.n_buckets, dtype=np.int64)
-        g_idx = np.repeat(np.arange(len(gids), dtype=np.int32), w.n_buckets)
-        tbl = pa.table(
-            {
-                "group_id": dict_array(g_idx, gids),
-                "bucket_start_utc": ts_array(np.tile(b * w.bucket_seconds * US_PER_S, len(gids))),
-                "z": pa.array(z.ravel(), pa.float64()),
-                "factor": pa.array(f.ravel(), pa.float64()),
-            },
-            schema=schemas.LATENT_INTENSITY,
-        )
-        paths += store.publish_table("latent_intensity", w.year, tbl)
-        rows += tbl.num_rows
+        with store.publishing("latent_intensity", w.year) as stage:
+            rows += _write_window(ctx, w, gids, keys, sig, ls,
+                                  os.path.join(stage, "part-00000.parquet"))
+        paths.append(f"{store.dataset_path('latent_intensity', w.year)}/part-00000.parquet")
         rep.update(k + 1)
     rep.finish()
     return StateResult(

@@ -62,8 +62,11 @@ class StateResult:
         return all(r.passed for r in self.rules if r.blocking)
 
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"elapsed_s": round(self.elapsed_s, 3), "rows": self.rows}
+        out: dict[str, Any] = {"elapsed_s": round(self.elapsed_s, 3), "rows": self.rows,
+                               "output_bytes": int(self.output_bytes)}
         if self.events is not None:
             out["events"] = self.events
             out["events_per_s"] = round(self.events / self.elapsed_s, 1) if self.elapsed_s else 0
+        if "peak_rss_mb" in self.metrics:  # the process's peak so far, at the state's end
+            out["peak_rss_mb"] = round(float(self.metrics["peak_rss_mb"]), 1)
         return out

@@ -17,6 +17,7 @@ from engine_core.kernels.arrivals import MODE_HYBRID, MODE_PHYSICAL, MODE_VIRTUA
 from engine_core.rng.samplers import alias_build
 from engine_core.rng.streams import series_stream, stream_keys
 from engine_core.schemas import HOURS_PER_WEEK
+from engine_core.world.validate import one_array
 
 MODE_CODES = {"NON_VIRTUAL": MODE_PHYSICAL, "HYBRID": MODE_HYBRID, "VIRTUAL_ONLY": MODE_VIRTUAL}
 
@@ -107,7 +108,7 @@ def build_world_arrays(tables: dict[str, pa.Table]) -> WorldArrays:
     s_country = series.column("legal_country_iso").to_pylist()
     s_tz = series.column("tzid").to_pylist()
     s_channel = series.column("channel_group").to_pylist()
-    shapes = np.asarray(series.column("shape").combine_chunks().flatten().to_numpy(),
+    shapes = np.asarray(one_array(series.column("shape")).flatten().to_numpy(),
                         dtype=np.float64).reshape(-1, HOURS_PER_WEEK)
     scale = series.column("scale").to_numpy().astype(np.float64)
     n = len(s_mid)

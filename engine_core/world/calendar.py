@@ -211,6 +211,32 @@ def build_calendar(
     return pa.concat_tables(parts)
 
 
+class DayMultipliers:
+    """The calendar factors of :func:`series_day_multipliers` computed for the series rows
+    asked for (``mult[lo:hi]``): the table is [location, class, day], so the whole
+    [series, day] array — 0.5 GB for a year of the large world — is never held. Rows are
+    bit-identical to the full array's."""
+
+    def __init__(self, factor: np.ndarray, loc_of_series: np.ndarray,
+                 country_of_series: np.ndarray, class_of_series: np.ndarray) -> None:
+        self.factor = factor
+        self.loc = loc_of_series
+        self.country = country_of_series
+        self.cls = class_of_series
+        self.shape = (len(loc_of_series), factor.shape[2])
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        if not isinstance(rows, slice):
+            raise TypeError("day multipliers are read by a slice of series rows")
+        f, star = self.factor, self.factor.shape[1] - 1
+        c, loc, k = self.country[rows], self.loc[rows], self.cls[rows]
+        return np.ascontiguousarray(f[c, k] * f[c, star] * f[loc, k] * f[loc, star],
+                                    dtype=np.float64)
+
+
 def series_day_multipliers(
     world: World, scenario_id: str, first_local_date: dt.date, n_days: int
 ) -> np.ndarray:
@@ -221,15 +247,25 @@ def series_day_multipliers(
     date ``first_local_date + d`` and demand class equal to the class of series i's merchant
     or ``"*"``; 1.0 where no row matches. Rows are aligned with ``world.series``.
     """
+    mult = day_multipliers(world, scenario_id, first_local_date, n_days)
+    if isinstance(mult, np.ndarray):
+        return mult
+    return mult[:]
+
+
+def day_multipliers(
+    world: World, scenario_id: str, first_local_date: dt.date, n_days: int
+) -> DayMultipliers | np.ndarray:
+    """:func:`series_day_multipliers` as a :class:`DayMultipliers` whose rows are computed
+    when sliced (an array of ones when there are no series or no days)."""
     world.scenario_band(scenario_id)  # WORLD_UNKNOWN_SCENARIO when absent
     if n_days < 0:
         raise ValueError("n_days must be >= 0")
     series = world.series
     merchants = world.merchants
     n_series = series.num_rows
-    out = np.ones((n_series, n_days), dtype=np.float64)
     if n_series == 0 or n_days == 0:
-        return out
+        return np.ones((n_series, n_days), dtype=np.float64)
 
     idx = pc.index_in(series.column("merchant_id"), value_set=merchants.column("merchant_id"))
     series_class = merchants.column("demand_class").take(idx).to_numpy(zero_copy_only=False)
@@ -269,10 +305,4 @@ def series_day_multipliers(
         [n_classes if c == STAR else DEMAND_CLASSES.index(c) for c in cal_class], dtype=np.int64
     )
     np.multiply.at(factor, (cal_loc_idx, class_slot, cal_day), cal_effect)
-    out[:] = (
-        factor[country_of_series, class_of_series]
-        * factor[country_of_series, n_classes]
-        * factor[loc_of_series, class_of_series]
-        * factor[loc_of_series, n_classes]
-    )
-    return out
+    return DayMultipliers(factor, loc_of_series, country_of_series, class_of_series)

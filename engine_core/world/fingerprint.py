@@ -27,9 +27,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine_core.schemas import WORLD_TABLES
-from engine_core.world.validate import canonical_world_tables
+from engine_core.world.validate import canonical_world_tables, one_array
 
 FINGERPRINT_DOMAIN = "arrivals.world.v1"
+HASH_SLICE = 1 << 21  # float values hashed at a time (16 MB)
 
 
 def uer(text: str) -> bytes:
@@ -39,7 +40,7 @@ def uer(text: str) -> bytes:
 
 def _column_chunks(column: pa.ChunkedArray | pa.Array, typ: pa.DataType) -> Iterator[Any]:
     """The documented byte encoding of one column, as buffers fed to the hash in order."""
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    arr = one_array(column) if isinstance(column, pa.ChunkedArray) else column
     if pa.types.is_uint64(typ):
         yield arr.to_numpy(zero_copy_only=False).astype("<u8", copy=False)
     elif pa.types.is_float64(typ):
@@ -59,7 +60,10 @@ def _column_chunks(column: pa.ChunkedArray | pa.Array, typ: pa.DataType) -> Iter
                 yield data.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
     elif pa.types.is_list(typ) and pa.types.is_float64(typ.value_type):
         yield pc.list_value_length(arr).to_numpy(zero_copy_only=False).astype("<u4")
-        yield arr.flatten().to_numpy(zero_copy_only=False).astype("<f8", copy=False) + 0.0
+        values = arr.flatten().to_numpy(zero_copy_only=False).astype("<f8", copy=False)
+        # fed to the hash in slices: the same bytes without a copy of every value at once
+        for lo in range(0, len(values), HASH_SLICE):
+            yield values[lo : lo + HASH_SLICE] + 0.0
     else:
         raise TypeError(f"no fingerprint encoding for arrow type {typ}")
 

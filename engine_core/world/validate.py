@@ -73,6 +73,7 @@ ID_COLUMNS: dict[str, tuple[str, ...]] = {
     "calendar": (),
     "scenarios": (),
 }
+SHAPE_BLOCK_ROWS = 16_384  # series shapes judged at a time (≈ 22 MB of values)
 NON_EMPTY_TABLES = ("merchants", "series", "scenarios")
 VIRTUAL_WITH_EDGES = ("VIRTUAL_ONLY", "HYBRID")
 
@@ -189,11 +190,21 @@ def _check_null_keys(name: str, table: pa.Table) -> None:
             )
 
 
+def one_array(column: pa.ChunkedArray) -> pa.Array:
+    """The column as one array: its only chunk as it is (``combine_chunks`` copies even one
+    chunk of a list column — every shape of the world), else the chunks concatenated."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
+def _one_chunk(table: pa.Table) -> pa.Table:
+    return pa.Table.from_arrays([one_array(c) for c in table.columns], schema=table.schema)
+
+
 def _cast_ids(name: str, table: pa.Table) -> dict[str, pa.Array]:
     """Range-check and cast the id columns to uint64 (values in [0, 2**63))."""
     out: dict[str, pa.Array] = {}
     for col in ID_COLUMNS[name]:
-        arr = table.column(col).combine_chunks()
+        arr = one_array(table.column(col))
         if pa.types.is_null(arr.type):
             arr = arr.cast(pa.uint64())
         if len(arr):
@@ -222,7 +233,10 @@ def _cast_table(name: str, table: pa.Table, ids: dict[str, pa.Array]) -> pa.Tabl
         if field.name in ids:
             arrays.append(ids[field.name])
             continue
-        arr = table.column(field.name).combine_chunks()
+        arr = one_array(table.column(field.name))
+        if arr.type == field.type:  # a cast to its own type would copy (a world's shapes)
+            arrays.append(arr)
+            continue
         try:
             arrays.append(arr.cast(field.type))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -239,7 +253,12 @@ def _sort_canonical(name: str, table: pa.Table) -> pa.Table:
     if table.num_rows == 0:
         return table
     keys = [(c, "ascending") for c in PRIMARY_KEYS[name]]
-    return table.sort_by(keys).combine_chunks()
+    order = pc.sort_indices(table, sort_keys=keys).to_numpy()
+    if np.array_equal(order, np.arange(table.num_rows, dtype=order.dtype)):
+        # already canonical (a generated world, an export read back): no copy of the table,
+        # the same rows in the same order
+        return _one_chunk(table)
+    return _one_chunk(table.take(order))
 
 
 def _check_zero_ids(name: str, table: pa.Table) -> None:
@@ -356,7 +375,7 @@ def _check_positive_finite(
 
 
 def _check_shapes(table: pa.Table) -> None:
-    col = table.column("shape").combine_chunks()
+    col = one_array(table.column("shape"))
     lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
     i = _first(lengths != HOURS_PER_WEEK)
     if i is not None:
@@ -369,7 +388,13 @@ def _check_shapes(table: pa.Table) -> None:
             _key_of(table, "series", i),
         )
     values = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, HOURS_PER_WEEK)
-    bad_entry = ~(np.isfinite(values) & (values >= 0)).all(axis=1)
+    # judged in row blocks: the temporaries of a block, not of every shape of the world
+    bad_entry = np.zeros(len(values), dtype=np.bool_)
+    total = np.empty(len(values), dtype=np.float64)
+    for lo in range(0, len(values), SHAPE_BLOCK_ROWS):
+        block = values[lo : lo + SHAPE_BLOCK_ROWS]
+        bad_entry[lo : lo + len(block)] = ~(np.isfinite(block) & (block >= 0)).all(axis=1)
+        total[lo : lo + len(block)] = block.sum(axis=1)
     i = _first(bad_entry)
     if i is not None:
         _fail(
@@ -379,7 +404,7 @@ def _check_shapes(table: pa.Table) -> None:
             "shape",
             _key_of(table, "series", i),
         )
-    i = _first(values.sum(axis=1) <= 0)
+    i = _first(total <= 0)
     if i is not None:
         _fail(
             "WORLD_BAD_SHAPE",

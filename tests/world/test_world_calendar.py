@@ -10,9 +10,9 @@ import pyarrow.compute as pc
 import pytest
 
 from engine_core.errors import EngineError
-from engine_core.schemas import CALENDAR
+from engine_core.schemas import CALENDAR, DEMAND_CLASSES
 from engine_core.world import World, generate_world, series_day_multipliers
-from engine_core.world.calendar import build_calendar, campaign_start
+from engine_core.world.calendar import build_calendar, campaign_start, day_multipliers
 from engine_core.world.fingerprint import fingerprint_canonical
 from engine_core.world.presets import CampaignStart, load_catalogue
 from engine_core.world.validate import canonical_world_tables
@@ -137,6 +137,26 @@ def test_multipliers_shape_and_defaults(tiny):
     assert m.shape == (tiny.series.num_rows, 365) and m.dtype == np.float64
     assert (m > 0).all()
     assert np.median(m) == 1.0
+
+
+def test_multipliers_by_slice_equal_the_whole_array(tiny):
+    """The run computes the rows of a series chunk when it needs them: any slice is the
+    same rows of the whole array, bit for bit, and the table kept is per location, class
+    and day — not per series."""
+    whole = series_day_multipliers(tiny, "baseline", dt.date(2026, 1, 1), 365)
+    lazy = day_multipliers(tiny, "baseline", dt.date(2026, 1, 1), 365)
+    assert lazy.shape == whole.shape and len(lazy) == tiny.series.num_rows
+    for lo, hi in [(0, 7), (7, 30), (30, tiny.series.num_rows), (5, 5)]:
+        rows = lazy[lo:hi]
+        assert rows.flags.c_contiguous and rows.dtype == np.float64
+        assert np.array_equal(rows, whole[lo:hi])
+    # [location, class or "*", day]: as many locations as (country, zone) pairs in use
+    n_locations = len({(c, z) for c, z in zip(tiny.series["legal_country_iso"].to_pylist(),
+                                              tiny.series["tzid"].to_pylist(), strict=True)})
+    countries = len(set(tiny.series["legal_country_iso"].to_pylist()))
+    assert lazy.factor.shape == (n_locations + countries, len(DEMAND_CLASSES) + 1, 365)
+    with pytest.raises(TypeError):
+        lazy[3]
 
 
 def test_multipliers_follow_the_calendar_rows(tiny):

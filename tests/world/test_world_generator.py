@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 
 import numpy as np
@@ -42,7 +43,7 @@ def reference() -> World:
 
 
 def test_presets_shipped():
-    assert preset_names() == ("reference", "small", "tiny")
+    assert preset_names() == ("large", "reference", "small", "tiny")
 
 
 def test_same_seed_same_world_byte_for_byte(tmp_path):
@@ -124,6 +125,43 @@ def test_reference_dimensions(reference):
     assert 15500 <= reference.series.num_rows <= 17500
     modes = reference.merchants.column("virtual_mode").to_pylist()
     assert 0 < modes.count("VIRTUAL_ONLY") + modes.count("HYBRID") < 0.15 * len(modes)
+
+
+def test_large_preset_is_ten_reference_worlds():
+    """The scaling preset: every count ten times the reference's, the same zones and
+    distribution widths (what makes its cost comparable), its own seed."""
+    ref, large = load_preset("reference"), load_preset("large")
+    for field in ("merchants", "virtual_only_merchants", "hybrid_merchants", "locations",
+                  "sites", "edges"):
+        assert getattr(large, field) == 10 * getattr(ref, field), field
+    assert large.weekly_arrivals == pytest.approx(10 * ref.weekly_arrivals, rel=1e-12)
+    assert large.zones == ref.zones == 139
+    counts = {"merchants", "virtual_only_merchants", "hybrid_merchants", "locations", "sites",
+              "edges", "weekly_arrivals", "seed", "description"}
+    widths = set(type(ref).model_fields) - counts
+    assert {f: getattr(large, f) for f in widths} == {f: getattr(ref, f) for f in widths}
+    assert large.seed != ref.seed
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("ENGINE_TEST_LARGE") != "1",
+                    reason="generates the large world (≈ 1.2 GB, 10–50 s on a shared 2-core "
+                    "box): set ENGINE_TEST_LARGE=1")
+def test_large_world_generates_and_validates():
+    """Generated and validated like the other presets: it passes every input rule,
+    fingerprints, and has ten times the reference's merchants, sites and edges."""
+    large = generate_world("large")
+    assert large.merchants.num_rows == 8860
+    assert large.sites.num_rows == 240000
+    assert large.edges.num_rows == 50000
+    assert len(_tzids(large)) == 139
+    # series ≈ 10 × the reference's 15 500–17 500 (one per merchant, location, channel)
+    assert 155_000 <= large.series.num_rows <= 175_000
+    modes = large.merchants.column("virtual_mode").to_pylist()
+    assert (modes.count("VIRTUAL_ONLY"), modes.count("HYBRID")) == (270, 530)
+    scale = large.series.column("scale").to_numpy()
+    assert scale.sum() == pytest.approx(load_preset("large").weekly_arrivals, rel=1e-6)
+    assert fingerprint_canonical(canonical_world_tables(large.tables)) == large.fingerprint
 
 
 def test_small_dimensions():

@@ -41,7 +41,7 @@ def edit(path: Path, dotted: str, value: object) -> None:
 
 
 def test_shipped_presets_and_catalogue_are_valid():
-    assert preset_names() == ("reference", "small", "tiny")
+    assert preset_names() == ("large", "reference", "small", "tiny")
     catalogue = load_catalogue()
     assert len(catalogue.zones) >= 139
     assert set(catalogue.demand_classes) == set(DEMAND_CLASSES)
