@@ -13,6 +13,7 @@ is recorded and the rules run again in process where they are next asked for.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 import uuid
@@ -23,6 +24,7 @@ import numba
 from engine_core.checks import memo
 from engine_core.checks.contract import schema_rule
 from engine_core.checks.event_shards import (
+    IDS_DATASET,
     S4Plan,
     ShardPartial,
     cluster_ids_dir,
@@ -110,6 +112,8 @@ def check_s4_on_cluster(run: Run, config: RunConfig, client: Any, timeout_s: flo
             year = w.year
             sig = memo.signature(ctx, store, "s4", year)  # before any rule reads a file
             tag = uuid.uuid4().hex[:8]
+            with contextlib.suppress(OSError):  # id classes a crashed coordinator left
+                store.sweep_stale_shards(IDS_DATASET, year, keep=tag)
             plan = plan_s4_rules(ctx, store, year, rule_shards(ctx, year, prefer=shards),
                                  ids_dir=cluster_ids_dir(store, year, tag))
             n_shards += len(plan.shards)
@@ -129,6 +133,8 @@ def check_s4_on_cluster(run: Run, config: RunConfig, client: Any, timeout_s: flo
                 (sums,) = _results([law], submitted, timeout_s)
             finally:
                 drop_ids(store, plan)
+                with contextlib.suppress(OSError):  # the emptied area, up to ``_shards``
+                    store.prune_empty_area(IDS_DATASET, year)
             workers |= {p.worker for p in partials}
             schema = guarded("EVENTS_SCHEMA", lambda y=year: schema_rule(
                 store, "EVENTS_SCHEMA", "arrival_events", y))

@@ -343,10 +343,10 @@ class DatasetStore:
                 self._remove_entry(dataset, year, name)
                 removed += 1
         if removed == len(entries):
-            self._prune_empty_area(dataset, year)
+            self.prune_empty_area(dataset, year)
         return removed
 
-    def _prune_empty_area(self, dataset: str, year: int) -> None:
+    def prune_empty_area(self, dataset: str, year: int) -> None:
         """On a local root, remove the partition's shard area and its parents up to
         ``_shards`` while they are empty (no other partition's or run's entry)."""
         top = self.storage.join("_shards")
