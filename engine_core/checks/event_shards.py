@@ -162,6 +162,19 @@ def plan_s4_rules(ctx, store, year: int, shards: list[Shard], ids_dir: str | Non
 
 
 # ---------------------------------------------------------------------- the world of a shard
+def _targets(merchant: np.ndarray, ids: np.ndarray, info: np.ndarray, m_lo: int, m_hi: int
+             ) -> tuple[int, int, tuple[np.ndarray, int], np.ndarray, np.ndarray]:
+    """The sites (or edges) of merchants ``[m_lo, m_hi)`` — sorted by merchant in the world
+    index — as (first row, count, id table, shard-local merchant, packed info with its
+    merchant column made shard-local)."""
+    a = int(np.searchsorted(merchant, m_lo))
+    b = int(np.searchsorted(merchant, m_hi))
+    local_info = np.array(info[a:b])
+    local_info[:, 0] -= m_lo
+    return (a, b - a, key_table(ids[a:b]), np.ascontiguousarray(merchant[a:b] - m_lo),
+            local_info)
+
+
 class ShardIndex:
     """The world index restricted to one shard's merchants, with shard-local merchant,
     series, site and edge indices (the names the scan kernel takes); ``s_lo``, ``site_lo``
@@ -193,23 +206,17 @@ class ShardIndex:
         self.series_zone = np.ascontiguousarray(world.series_zone[s_lo:s_hi])
         self.series_info = np.ascontiguousarray(world.series_info[s_lo:s_hi])
         # sites and edges are sorted by merchant
-        a = int(np.searchsorted(world.site_merchant, m_lo))
-        b = int(np.searchsorted(world.site_merchant, m_hi))
-        self.site_lo, self.n_sites = a, b - a
-        self.site_table = key_table(world.site_ids[a:b])
-        self.site_merchant = np.ascontiguousarray(world.site_merchant[a:b] - m_lo)
-        self.site_country = np.ascontiguousarray(world.site_country[a:b])
-        self.site_zone = np.ascontiguousarray(world.site_zone[a:b])
-        self.site_info = np.array(world.site_info[a:b])  # merchant column made shard-local
-        self.site_info[:, 0] -= m_lo
-        a = int(np.searchsorted(world.edge_merchant, m_lo))
-        b = int(np.searchsorted(world.edge_merchant, m_hi))
-        self.edge_lo, self.n_edges = a, b - a
-        self.edge_table = key_table(world.edge_ids[a:b])
-        self.edge_merchant = np.ascontiguousarray(world.edge_merchant[a:b] - m_lo)
-        self.edge_zone = np.ascontiguousarray(world.edge_zone[a:b])
-        self.edge_info = np.array(world.edge_info[a:b])
-        self.edge_info[:, 0] -= m_lo
+        (self.site_lo, self.n_sites, self.site_table, self.site_merchant,
+         self.site_info) = _targets(world.site_merchant, world.site_ids, world.site_info,
+                                    m_lo, m_hi)
+        a = self.site_lo
+        self.site_country = np.ascontiguousarray(world.site_country[a:a + self.n_sites])
+        self.site_zone = np.ascontiguousarray(world.site_zone[a:a + self.n_sites])
+        (self.edge_lo, self.n_edges, self.edge_table, self.edge_merchant,
+         self.edge_info) = _targets(world.edge_merchant, world.edge_ids, world.edge_info,
+                                    m_lo, m_hi)
+        a = self.edge_lo
+        self.edge_zone = np.ascontiguousarray(world.edge_zone[a:a + self.n_edges])
 
     scan_args = WorldIndex.scan_args  # the same kernel arguments, over the shard's world
 
