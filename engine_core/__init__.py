@@ -20,7 +20,7 @@ from engine_core.source_digest import source_digest as _source_digest
 # every file that defines a kernel or a constant kernels fold in (the validation kernels in
 # checks/ call each other across files too); tests/core/test_numba_cache.py fails when a
 # kernel lives elsewhere
-KERNEL_SOURCES = ("rng", "kernels", "checks", "tz.py", "timebase.py")
+KERNEL_SOURCES = ("rng", "kernels", "checks", "fidelity/fold.py", "tz.py", "timebase.py")
 
 
 def kernel_source_digest() -> str:

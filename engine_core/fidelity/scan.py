@@ -10,7 +10,9 @@ zone in chunks of series.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,17 +21,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from engine_core.fidelity.fold import fold_events
 from engine_core.io.files import dataset_files, filesystem_for
+from engine_core.kernels.parallel import threads as parallel_threads
 from engine_core.schemas import CALENDAR_ALL_ZONES, DEMAND_CLASSES, HOURS_PER_WEEK
-from engine_core.timebase import SECONDS_PER_DAY, US_PER_S
+from engine_core.timebase import US_PER_S
 from engine_core.tz import zoneinfo_from_tzdata
 from engine_core.world.calendar import series_day_multipliers
 from engine_core.world.intensity import Horizon, ZoneClock
 from engine_core.world.model import World
 
 US_PER_HOUR = 3600 * US_PER_S
-US_PER_DAY = SECONDS_PER_DAY * US_PER_S
-EPOCH_HOUR_OF_WEEK = 72  # 1970-01-01 was a Thursday: hour 72 of a Monday-first week
 SERIES_CHUNK = 256
 Progress = Callable[[str], None]
 
@@ -42,17 +44,6 @@ def row_groups(path: str, columns: list[str]) -> Iterator[pa.Table]:
             pf = pq.ParquetFile(handle)
             for g in range(pf.metadata.num_row_groups):
                 yield pf.read_row_group(g, columns=columns)
-
-
-def _codes(col: pa.ChunkedArray, lookup: dict[str, int]) -> np.ndarray:
-    """Index in ``lookup`` of each value of a (dictionary) string column; -1 if absent."""
-    arr = col.combine_chunks()
-    if pa.types.is_dictionary(arr.type):
-        dictionary = arr.dictionary.to_pylist()
-        table = np.array([lookup.get(v, -1) for v in dictionary], dtype=np.int64)
-        idx = arr.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        return table[idx]
-    return np.array([lookup.get(v, -1) for v in arr.to_pylist()], dtype=np.int64)
 
 
 def _ts_us(col: pa.ChunkedArray) -> np.ndarray:
@@ -193,6 +184,51 @@ class WorldFrame:
         return flags
 
 
+class SeriesKeys:
+    """The world's series index of rows keyed (merchant_id, legal_country_iso, zone_tzid,
+    channel_group), −1 for a key the world lacks: each key as one integer over the world's
+    vocabularies, looked up in the sorted keys of the series."""
+
+    COLUMNS = ("legal_country_iso", "zone_tzid", "channel_group")
+    WORLD_COLUMNS = ("legal_country_iso", "tzid", "channel_group")  # of the series table
+
+    def __init__(self, frame: WorldFrame) -> None:
+        s = frame.world.series
+        self.merchant_ids = frame.merchant_ids
+        world = [s.column(c).to_pylist() for c in self.WORLD_COLUMNS]
+        self.vocab = [sorted(set(values)) for values in world]
+        self.index = [{v: i for i, v in enumerate(vals)} for vals in self.vocab]
+        codes = [np.array([ix[v] for v in values], dtype=np.int64)
+                 for values, ix in zip(world, self.index, strict=True)]
+        key = self._key(np.searchsorted(self.merchant_ids, s.column("merchant_id").to_numpy()),
+                        codes)
+        self.order = np.argsort(key, kind="stable")
+        self.sorted_keys = key[self.order]
+
+    def _key(self, merchant_pos: np.ndarray, codes: list[np.ndarray]) -> np.ndarray:
+        key = merchant_pos.astype(np.int64)
+        for c, vals in zip(codes, self.vocab, strict=True):
+            key = key * (len(vals) + 1) + c
+        return key
+
+    def series_of(self, t: pa.Table) -> np.ndarray:
+        mid = t.column("merchant_id").combine_chunks().to_numpy(zero_copy_only=False)
+        pos = np.searchsorted(self.merchant_ids, mid)
+        pos = np.minimum(pos, self.merchant_ids.size - 1)
+        known = self.merchant_ids[pos] == mid
+        codes = []
+        for name, ix in zip(self.COLUMNS, self.index, strict=True):
+            row_codes, values = _dictionary(t.column(name))
+            to_world = np.array([ix.get(v, -1) for v in values] or [-1], dtype=np.int64)
+            c = to_world[row_codes]
+            known &= c >= 0
+            codes.append(c)
+        key = self._key(pos, codes)
+        at = np.minimum(np.searchsorted(self.sorted_keys, key), self.sorted_keys.size - 1)
+        found = known & (self.sorted_keys[at] == key)
+        return np.where(found, self.order[at], -1)
+
+
 # ----------------------------------------------------------------------------- target λ
 @dataclass
 class TargetAggregates:
@@ -223,16 +259,19 @@ def target_aggregates(
     for z, tz in enumerate(frame.zones):
         how, day = clock.hour_of_week(tz), clock.day_index(tz)
         rows_all = np.flatnonzero(frame.series_zone == z)
-        how_onehot = np.eye(HOURS_PER_WEEK)[how]
-        day_onehot = np.eye(n_days)[day]
         for start in range(0, rows_all.size, SERIES_CHUNK):
             rows = rows_all[start : start + SERIES_CHUNK]
             plain = norm[rows, None] * shape[rows][:, how]
             lam = plain * mult[rows][:, day]
-            phys = frame.series_physical[rows, None]
-            np.add.at(class_how, frame.series_class[rows], (lam * phys) @ how_onehot)
-            np.add.at(loc_day, frame.series_loc[rows], (lam * phys) @ day_onehot)
-            np.add.at(loc_day_plain, frame.series_loc[rows], (plain * phys) @ day_onehot)
+            phys = frame.series_physical[rows]
+            # sum the series of a class (a location) first, then their hours by hour of
+            # week (local day): a few rows of hours instead of every series'
+            for c, hours in _summed(frame.series_class[rows], phys, lam):
+                class_how[c] += np.bincount(how, hours, HOURS_PER_WEEK)
+            for loc, hours in _summed(frame.series_loc[rows], phys, lam):
+                loc_day[loc] += np.bincount(day, hours, n_days)
+            for loc, hours in _summed(frame.series_loc[rows], phys, plain):
+                loc_day_plain[loc] += np.bincount(day, hours, n_days)
             slot = member_slot[rows]
             if (slot >= 0).any():
                 np.add.at(group_hours, slot[slot >= 0], lam[slot >= 0])
@@ -241,6 +280,15 @@ def target_aggregates(
     return TargetAggregates(
         class_how, loc_day, loc_day_plain, group_hours.reshape(n_groups, 2, n_h)
     )
+
+
+def _summed(keys: np.ndarray, weight: np.ndarray, values: np.ndarray
+            ) -> Iterator[tuple[int, np.ndarray]]:
+    """(key, Σ weight·values over the rows of that key) for each distinct key of ``keys``."""
+    distinct, inverse = np.unique(keys, return_inverse=True)
+    pick = np.zeros((distinct.size, keys.size))
+    pick[inverse, np.arange(keys.size)] = weight
+    yield from zip(distinct.tolist(), pick @ values, strict=True)
 
 
 # ----------------------------------------------------------------------------- DST
@@ -291,72 +339,140 @@ class EventAggregates:
     events: int = 0
 
 
-def scan_events(frame: WorldFrame, path: str, progress: Progress | None = None) -> EventAggregates:
-    """One pass over ``arrival_events`` of the partition."""
+EVENT_SCAN_COLUMNS = ["merchant_id", "legal_country_iso", "zone_tzid", "ts_utc", "tzid",
+                      "ts_local", "is_virtual"]
+
+
+def _dictionary(col: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
+    """Codes and values of a string column (dictionary-encoded or not)."""
+    arr = col.combine_chunks()
+    if not pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_encode()
+    codes = arr.indices.to_numpy(zero_copy_only=False)
+    return codes, [str(v) for v in arr.dictionary.to_pylist()]
+
+
+@dataclass
+class _Tallies:
+    class_how: np.ndarray
+    merchant_total: np.ndarray
+    loc_day: np.ndarray
+    dst: dict[str, list[int]] = field(default_factory=dict)  # label -> [gap, first, second]
+    events: int = 0
+
+    def add(self, other: _Tallies) -> None:
+        self.class_how += other.class_how
+        self.merchant_total += other.merchant_total
+        self.loc_day += other.loc_day
+        for label, v in other.dst.items():
+            mine = self.dst.setdefault(label, [0, 0, 0])
+            for j in range(3):
+                mine[j] += v[j]
+        self.events += other.events
+
+
+class _Zones:
+    """DST transitions of each tzid met, computed once (thread-safe)."""
+
+    def __init__(self, start_s: int, end_s: int) -> None:
+        self.start_s, self.end_s = start_s, end_s
+        self._lock = threading.Lock()
+        self._trans: dict[str, list[tuple[str, Transition]]] = {}
+        self.gaps: set[str] = set()  # labels of the spring-forward transitions met
+
+    def of(self, name: str) -> list[tuple[str, Transition]]:
+        with self._lock:
+            if name not in self._trans:
+                labelled = []
+                for tr in transitions(name, self.start_s, self.end_s):
+                    when = dt.datetime.fromtimestamp(tr.utc_us // US_PER_S, dt.UTC)
+                    label = f"{name}@{when:%Y-%m-%dT%H:%MZ}"
+                    labelled.append((label, tr))
+                    if tr.after_us > tr.before_us:
+                        self.gaps.add(label)
+                self._trans[name] = labelled
+            return self._trans[name]
+
+
+def _fold_row_group(t: pa.Table, frame: WorldFrame, zones: _Zones,
+                    loc_lookup: dict[str, int], out: _Tallies) -> None:
+    cc, cc_names = _dictionary(t.column("legal_country_iso"))
+    zc, zone_names = _dictionary(t.column("zone_tzid"))
+    tc, tz_names = _dictionary(t.column("tzid"))
+    loc_of = np.array([[loc_lookup.get(f"{c}|{z}", -1) for z in zone_names] for c in cc_names],
+                      dtype=np.int64).reshape(len(cc_names), len(zone_names))
+    labels: list[str] = []
+    tr_start = [0]
+    lo, hi, before, after = [], [], [], []
+    for name in tz_names:
+        for label, tr in zones.of(name):
+            labels.append(label)
+            lo.append(tr.utc_us + min(tr.before_us, tr.after_us))
+            hi.append(tr.utc_us + max(tr.before_us, tr.after_us))
+            before.append(tr.before_us)
+            after.append(tr.after_us)
+        tr_start.append(len(labels))
+    dst = np.zeros((len(labels), 3), dtype=np.int64)
+    i64 = np.int64
+    fold_events(
+        t.column("merchant_id").combine_chunks().to_numpy(zero_copy_only=False),
+        _ts_us(t.column("ts_local")), _ts_us(t.column("ts_utc")),
+        t.column("is_virtual").combine_chunks().to_numpy(zero_copy_only=False),
+        cc, zc, tc, loc_of, frame.merchant_ids, frame.merchant_class.astype(i64),
+        frame.clock.first_local_day, frame.n_days,
+        np.array(tr_start, i64), np.array(lo, i64), np.array(hi, i64), np.array(before, i64),
+        np.array(after, i64), out.class_how, out.merchant_total, out.loc_day, dst,
+    )
+    for k, label in enumerate(labels):
+        mine = out.dst.setdefault(label, [0, 0, 0])
+        for j in range(3):
+            mine[j] += int(dst[k, j])
+    out.events += t.num_rows
+
+
+def scan_events(frame: WorldFrame, path: str, progress: Progress | None = None,
+                threads: int | None = None) -> EventAggregates:
+    """One pass over ``arrival_events`` of the partition: each part file is read one row
+    group at a time and folded by :func:`fold_events`, the files spread over ``threads``
+    threads (default: the engine's thread setting). The tallies are integer counts, so the
+    result does not depend on the threads."""
     n_cls = len(DEMAND_CLASSES)
-    class_how = np.zeros(n_cls * HOURS_PER_WEEK)
-    merchant_total = np.zeros(frame.merchant_ids.size)
-    loc_day = np.zeros(len(frame.locations) * frame.n_days)
-    first_day = frame.clock.first_local_day
     start_s = frame.horizon.start_s
-    end_s = start_s + 3600 * frame.horizon.n_hours
+    zones = _Zones(start_s, start_s + 3600 * frame.horizon.n_hours)
     loc_lookup = frame.location_lookup()
-    tz_trans: dict[str, list[Transition]] = {}
-    gap = {}
-    fold = {}
-    n_events = 0
-    cols = ["merchant_id", "legal_country_iso", "zone_tzid", "ts_utc", "tzid", "ts_local",
-            "is_virtual"]
-    for i, t in enumerate(row_groups(path, cols)):
-        n_events += t.num_rows
-        m = frame.merchant_index(t.column("merchant_id").to_numpy())
-        merchant_total += np.bincount(m[m >= 0], minlength=merchant_total.size)
-        local = _ts_us(t.column("ts_local"))
-        utc = _ts_us(t.column("ts_utc"))
-        phys = ~t.column("is_virtual").to_numpy()
-        cls = frame.merchant_class[np.maximum(m, 0)]
-        how = (np.floor_divide(local, US_PER_HOUR) + EPOCH_HOUR_OF_WEEK) % HOURS_PER_WEEK
-        sel = phys & (m >= 0)
-        class_how += np.bincount(cls[sel] * HOURS_PER_WEEK + how[sel], minlength=class_how.size)
-        cc = t.column("legal_country_iso").combine_chunks().cast(pa.string())
-        zz = t.column("zone_tzid").combine_chunks().cast(pa.string())
-        key = pc.binary_join_element_wise(cc, zz, "|")
-        loc = _codes(pa.chunked_array([key]), loc_lookup)
-        day = np.floor_divide(local, US_PER_DAY) - first_day
-        ok = sel & (loc >= 0) & (day >= 0) & (day < frame.n_days)
-        loc_day += np.bincount(loc[ok] * frame.n_days + day[ok], minlength=loc_day.size)
-        # DST, every arrival in the clock of its own tzid
-        tz_col = t.column("tzid").combine_chunks()
-        names = tz_col.dictionary.to_pylist() if pa.types.is_dictionary(tz_col.type) else None
-        if names is None:
-            tz_col = tz_col.dictionary_encode()
-            names = tz_col.dictionary.to_pylist()
-        codes = tz_col.indices.to_numpy(zero_copy_only=False)
-        offset = local - utc
-        for c, name in enumerate(names):
-            if name not in tz_trans:
-                tz_trans[name] = transitions(name, start_s, end_s)
-            if not tz_trans[name]:
-                continue
-            mine = codes == c
-            lz, oz = local[mine], offset[mine]
-            for tr in tz_trans[name]:
-                when = dt.datetime.fromtimestamp(tr.utc_us // US_PER_S, dt.UTC)
-                label = f"{name}@{when:%Y-%m-%dT%H:%MZ}"
-                lo = tr.utc_us + min(tr.before_us, tr.after_us)
-                hi = tr.utc_us + max(tr.before_us, tr.after_us)
-                inside = (lz >= lo) & (lz < hi)
-                if tr.after_us > tr.before_us:
-                    gap[label] = gap.get(label, 0) + int(inside.sum())
-                else:
-                    f = fold.setdefault(label, [0, 0])
-                    f[0] += int((inside & (oz == tr.before_us)).sum())
-                    f[1] += int((inside & (oz == tr.after_us)).sum())
-        if progress and i % 10 == 0:
-            progress(f"arrival_events: {n_events:,} rows read")
+
+    def empty() -> _Tallies:
+        return _Tallies(np.zeros(n_cls * HOURS_PER_WEEK, np.int64),
+                        np.zeros(frame.merchant_ids.size, np.int64),
+                        np.zeros(len(frame.locations) * frame.n_days, np.int64))
+
+    fs, _ = filesystem_for(path)
+
+    def one_file(name: str) -> _Tallies:
+        out = empty()
+        with fs.open_input_file(name) as handle:
+            pf = pq.ParquetFile(handle)
+            for g in range(pf.metadata.num_row_groups):
+                t = pf.read_row_group(g, columns=EVENT_SCAN_COLUMNS, use_threads=False)
+                _fold_row_group(t, frame, zones, loc_lookup, out)
+        return out
+
+    total = empty()
+    files = dataset_files(path)
+    n_threads = max(1, min(threads or parallel_threads(), len(files) or 1))
+    with ThreadPoolExecutor(n_threads, thread_name_prefix="fidelity-scan") as pool:
+        for i, part in enumerate(pool.map(one_file, files)):
+            total.add(part)
+            if progress and (i % 10 == 0 or i + 1 == len(files)):
+                progress(f"arrival_events: {total.events:,} rows read "
+                         f"({i + 1}/{len(files)} files)")
+    gap = {k: v[0] for k, v in total.dst.items() if k in zones.gaps}
+    fold = {k: [v[1], v[2]] for k, v in total.dst.items() if k not in zones.gaps}
     return EventAggregates(
-        class_how.reshape(n_cls, HOURS_PER_WEEK), merchant_total,
-        loc_day.reshape(len(frame.locations), frame.n_days), gap, fold, n_events,
+        total.class_how.astype(np.float64).reshape(n_cls, HOURS_PER_WEEK),
+        total.merchant_total.astype(np.float64),
+        total.loc_day.astype(np.float64).reshape(len(frame.locations), frame.n_days),
+        gap, fold, total.events,
     )
 
 
@@ -383,22 +499,18 @@ def scan_counts(
     sum_n = np.zeros(n_s * HOURS_PER_WEEK)
     sum_n2 = np.zeros(n_s * HOURS_PER_WEEK)
     group_hours = np.zeros(n_groups * 2 * n_h)
-    keys = frame.series_frame()
+    keys = SeriesKeys(frame)
     start_us = frame.horizon.start_s * US_PER_S
     cols = ["merchant_id", "legal_country_iso", "zone_tzid", "channel_group",
             "bucket_start_utc", "mu", "count", "capped"]
     for i, t in enumerate(row_groups(path, cols)):
-        df = pl.from_arrow(t).with_columns(
-            pl.col("legal_country_iso", "zone_tzid", "channel_group").cast(pl.String)
-        ).join(keys, on=["merchant_id", "legal_country_iso", "zone_tzid", "channel_group"],
-               how="inner")
-        series = df["series"].to_numpy()
-        bucket = (df["bucket_start_utc"].cast(pl.Int64).to_numpy() - start_us) // US_PER_HOUR
-        n = df["count"].to_numpy().astype(np.float64)
-        mu = df["mu"].to_numpy()
-        ok = (bucket >= 0) & (bucket < n_h)
-        series, bucket, n, mu = series[ok], bucket[ok], n[ok], mu[ok]
-        capped = df["capped"].to_numpy()[ok]
+        series = keys.series_of(t)
+        bucket = (_ts_us(t.column("bucket_start_utc")) - start_us) // US_PER_HOUR
+        n = t.column("count").combine_chunks().to_numpy(zero_copy_only=False).astype(np.float64)
+        mu = t.column("mu").combine_chunks().to_numpy(zero_copy_only=False)
+        capped = t.column("capped").combine_chunks().to_numpy(zero_copy_only=False)
+        ok = (series >= 0) & (bucket >= 0) & (bucket < n_h)
+        series, bucket, n, mu, capped = series[ok], bucket[ok], n[ok], mu[ok], capped[ok]
         how = how_of_zone[frame.series_zone[series], bucket]
         flat = series * HOURS_PER_WEEK + how
         sum_n += np.bincount(flat, n, sum_n.size)
