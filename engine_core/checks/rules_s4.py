@@ -126,6 +126,7 @@ from engine_core.checks.world_index import (
     unpack,
 )
 from engine_core.io.batches import iter_row_groups, overlapping_row_groups
+from engine_core.io.memory import release_memory
 from engine_core.kernels.arrivals import generate_events
 from engine_core.rng.streams import stream_keys
 from engine_core.timebase import US_PER_S as US
@@ -169,9 +170,10 @@ def sharded_rules(ctx, store, year: int, shards: int | None = None) -> list[Rule
     try:
         world = WorldIndex(ctx)
         ref = clock_reference(ctx, year, world)
-        partials = [
-            EventChecks(ctx, store, plan, k, world, ref).run() for k in range(len(plan.shards))
-        ]
+        partials = []
+        for k in range(len(plan.shards)):
+            partials.append(EventChecks(ctx, store, plan, k, world, ref).run())
+            release_memory()  # the decoded row groups of one shard are not the next one's
         dirs = [p.ids_dir for p in partials]
         classes = [id_class_duplicates(store, plan, dirs, c) for c in range(plan.id_classes)]
         law = weekend_law(ctx, store, year, world)

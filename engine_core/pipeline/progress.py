@@ -5,8 +5,6 @@ from __future__ import annotations
 import resource
 import time
 
-import pyarrow as pa
-
 from engine_core.pipeline.types import ProgressCallback, ProgressUpdate
 
 
@@ -47,9 +45,3 @@ class ProgressReporter:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def release_memory() -> None:
-    """Hand memory Arrow's allocator keeps for reuse back to the OS between states, so the
-    next state's peak does not stack on the previous state's freed buffers."""
-    pa.default_memory_pool().release_unused()

@@ -18,12 +18,13 @@ import pyarrow.parquet as pq
 from engine_core import schemas
 from engine_core.context import RunContext, Shard, Window
 from engine_core.errors import EngineError
+from engine_core.io.memory import release_memory
 from engine_core.io.publish import write_json_atomic
 from engine_core.io.store import PARQUET_OPTS, TOTALS, DatasetStore
 from engine_core.kernels.counts import bucket_counts
 from engine_core.pipeline.columns import dict_array, ts_array
 from engine_core.pipeline.jit import warm_up_kernels
-from engine_core.pipeline.progress import ProgressReporter, peak_rss_mb, release_memory
+from engine_core.pipeline.progress import ProgressReporter, peak_rss_mb
 from engine_core.pipeline.s2_latent import read_factors
 from engine_core.pipeline.types import ProgressCallback, StateResult
 from engine_core.timebase import US_PER_S

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from engine_core import schemas
 from engine_core.context import RunContext, Shard, Window
 from engine_core.errors import EngineError
+from engine_core.io.memory import release_memory
 from engine_core.io.publish import sync_file, write_json_atomic
 from engine_core.io.store import TOTALS, DatasetStore
 from engine_core.kernels.arrivals import (
@@ -32,7 +33,7 @@ from engine_core.kernels.arrivals import (
 )
 from engine_core.pipeline.columns import event_arrays, events_table, write_events
 from engine_core.pipeline.jit import warm_up_kernels
-from engine_core.pipeline.progress import ProgressReporter, peak_rss_mb, release_memory
+from engine_core.pipeline.progress import ProgressReporter, peak_rss_mb
 from engine_core.pipeline.types import ProgressCallback, StateResult
 from engine_core.schemas import EVENT_COLUMNS
 from engine_core.timebase import US_PER_S

@@ -15,6 +15,7 @@ from engine_core.checks.report import publish_report
 from engine_core.checks.verdicts import RuleResult
 from engine_core.context import RunContext, Shard
 from engine_core.io.iceberg import sync_partition
+from engine_core.io.memory import release_memory
 from engine_core.io.store import DatasetStore
 from engine_core.pipeline.jit import await_validation_kernels
 from engine_core.pipeline.progress import ProgressReporter, peak_rss_mb
@@ -68,6 +69,7 @@ def run(ctx: RunContext, store: DatasetStore, progress: ProgressCallback | None 
             if recalled is not None:
                 reused.append(f"{state}|{w.year}")
             results += recalled if recalled is not None else evaluate(ctx, store, state, w.year)
+            release_memory()  # the next state's rules start from what is live, not retained
             k += 1
             rep.update(k)
         report, files = publish_report(ctx, store, w.year, results)
