@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import math
 import os
+import queue
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -255,19 +257,48 @@ class ShardIds:
             os.makedirs(self.local)
         self._files = [open(os.path.join(self.local, f"class-{p:05d}.u64"), "wb")  # noqa: SIM115
                        for p in range(self.n)]
+        # split and written in a thread of their own (the kernel and the writes release the
+        # GIL), beside the scan: at most two batches' ids wait
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._error: list[BaseException] = []
+        self._writer = threading.Thread(target=self._write_all, name="shard-ids", daemon=True)
+        self._writer.start()
 
     def add(self, ids: np.ndarray) -> None:
-        if self.n == 1:
-            self._files[0].write(memoryview(np.ascontiguousarray(ids)))
-            return
-        out = np.empty_like(ids)
+        """Queue one batch's ids (the array is only read, never kept past its write)."""
+        if self._error:
+            raise self._error[0]
+        self._queue.put(ids)
+
+    def _write_all(self) -> None:
+        out = np.empty(0, dtype=np.uint64)
         bounds = np.empty(self.n + 1, dtype=np.int64)
-        split_by_class(ids, self.mask, out, bounds)
-        for p, f in enumerate(self._files):
-            f.write(memoryview(out[bounds[p] : bounds[p + 1]]))
+        while (ids := self._queue.get()) is not None:
+            if self._error:
+                continue  # drain: the scan is told at its next add or at finish
+            try:
+                if self.n == 1:
+                    self._files[0].write(memoryview(np.ascontiguousarray(ids)))
+                    continue
+                if out.size < ids.size:
+                    out = np.empty(ids.size, dtype=np.uint64)
+                split_by_class(ids, self.mask, out, bounds)
+                for p, f in enumerate(self._files):
+                    f.write(memoryview(out[bounds[p] : bounds[p + 1]]))
+            except BaseException as exc:  # handed to the scan
+                self._error.append(exc)
+
+    def _stop_writer(self) -> None:
+        if self._writer.is_alive():
+            self._queue.put(None)
+            self._writer.join()
 
     def finish(self) -> str:
-        """Close the files; the directory as the class checks read it."""
+        """Write what is queued and close the files; the directory as the class checks read
+        it."""
+        self._stop_writer()
+        if self._error:
+            raise self._error[0]
         for f in self._files:
             f.close()
         self._files = []
@@ -288,6 +319,7 @@ class ShardIds:
     def close(self) -> None:
         """Close the files (after :meth:`finish`, or instead of it when the pass failed: a
         local copy meant for an object store is then removed)."""
+        self._stop_writer()
         for f in self._files:
             f.close()
         self._files = []

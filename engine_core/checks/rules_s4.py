@@ -57,6 +57,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -170,16 +171,33 @@ def sharded_rules(ctx, store, year: int, shards: int | None = None) -> list[Rule
     try:
         world = WorldIndex(ctx)
         ref = clock_reference(ctx, year, world)
-        partials = []
-        for k in range(len(plan.shards)):
-            partials.append(EventChecks(ctx, store, plan, k, world, ref).run())
-            release_memory()  # the decoded row groups of one shard are not the next one's
-        dirs = [p.ids_dir for p in partials]
-        classes = [id_class_duplicates(store, plan, dirs, c) for c in range(plan.id_classes)]
-        law = weekend_law(ctx, store, year, world)
-        return merge_partials(ctx, store, plan, partials, classes, law, world)
+        # the law's side of the weekend rule reads no event: it runs beside the shards' scan,
+        # whose one thread of Python leaves part of the machine idle
+        with ThreadPoolExecutor(1, thread_name_prefix="s4-law") as beside:
+            law = beside.submit(weekend_law, ctx, store, year, world)
+            partials = []
+            for k in range(len(plan.shards)):
+                partials.append(EventChecks(ctx, store, plan, k, world, ref).run())
+                release_memory()  # the decoded row groups of one shard are not the next one's
+            dirs = [p.ids_dir for p in partials]
+            classes = id_classes(store, plan, dirs, beside)
+            return merge_partials(ctx, store, plan, partials, classes, law.result(), world)
     finally:
         drop_ids(store, plan)
+
+
+def id_classes(store, plan: S4Plan, dirs: list[str], reader: ThreadPoolExecutor
+               ) -> list[tuple[int, list[int]]]:
+    """EVENTS_ID_UNIQUE class by class (:func:`id_class_duplicates`), the next class read by
+    ``reader`` while the current one is checked."""
+    out = []
+    nxt = reader.submit(read_id_class, store, plan, dirs, 0) if plan.id_classes else None
+    for c in range(plan.id_classes):
+        arr = nxt.result()
+        if c + 1 < plan.id_classes:
+            nxt = reader.submit(read_id_class, store, plan, dirs, c + 1)
+        out.append(class_duplicates(arr))
+    return out
 
 
 def clock_reference(ctx, year: int, world: WorldIndex) -> LocalClockReference:
@@ -218,7 +236,11 @@ def weekend_law(ctx, store, year: int, world: WorldIndex | None = None) -> tuple
 def id_class_duplicates(store, plan: S4Plan, dirs: list[str], p: int) -> tuple[int, list[int]]:
     """EVENTS_ID_UNIQUE over class ``p`` of every shard's ids (one class in memory): the
     number of ids equal to an earlier one and a few of them."""
-    arr = read_id_class(store, plan, dirs, p)
+    return class_duplicates(read_id_class(store, plan, dirs, p))
+
+
+def class_duplicates(arr: np.ndarray) -> tuple[int, list[int]]:
+    """The number of ids of one class equal to an earlier one, and a few of them."""
     examples = np.zeros(MAX_EXAMPLES, dtype=np.uint64)
     n_dup = int(duplicate_ids(arr, examples, 4 * numba.get_num_threads()))
     return n_dup, [int(x) for x in examples[: min(n_dup, MAX_EXAMPLES)]]

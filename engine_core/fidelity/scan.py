@@ -275,7 +275,7 @@ def target_aggregates(
             slot = member_slot[rows]
             if (slot >= 0).any():
                 np.add.at(group_hours, slot[slot >= 0], lam[slot >= 0])
-        if progress:
+        if progress and ((z + 1) % 20 == 0 or z + 1 == len(frame.zones)):
             progress(f"target intensity: zone {z + 1}/{len(frame.zones)}")
     return TargetAggregates(
         class_how, loc_day, loc_day_plain, group_hours.reshape(n_groups, 2, n_h)

@@ -5,6 +5,7 @@ pass over rows that are not all its own."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from engine_core.checks.event_shards import (
     ID_MAX,
@@ -84,6 +85,31 @@ def test_id_classes_hold_each_shards_ids_by_class_in_shard_order(ctx, law, store
             assert np.array_equal(got, want)
     finally:
         drop_ids(store, plan)
+
+
+def test_a_failed_id_write_fails_the_shard_and_leaves_nothing(ctx, law, store_of):
+    # the ids are written by a thread of their own: its failure reaches the scan
+    store = store_of(law)
+    plan = plan_s4_rules(ctx, store, YEAR, [Shard(0, 20)])
+    plan = type(plan)(**{**plan.__dict__, "id_classes": 4})
+    w = ShardIds(store, plan, "full")
+
+    class Full:
+        def write(self, _data):
+            raise OSError(28, "No space left on device")
+
+        def close(self):
+            pass
+
+    w._files[2] = Full()
+    ids = np.arange(1000, dtype=np.uint64)
+    with pytest.raises(OSError, match="No space left"):
+        for _ in range(50):  # the failure is told at a later add or at finish
+            w.add(ids)
+        w.finish()
+    w.close()
+    assert not w._writer.is_alive()
+    drop_ids(store, plan)
 
 
 def test_merged_examples_are_the_first_in_partition_order():
