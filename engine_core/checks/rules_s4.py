@@ -62,6 +62,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine_core.checks.contract import schema_rule
@@ -419,10 +420,13 @@ class EventChecks:
 
     def _own(self, tbl: pa.Table, pos0: int) -> tuple[pa.Table, np.ndarray]:
         """The rows of ``tbl`` whose merchant_id the shard owns, and their positions."""
-        mid = u64(tbl.column("merchant_id"))
-        own = (mid >= np.uint64(self.spec.id_lo)) & (mid <= np.uint64(self.spec.id_hi))
-        if own.all():
+        col = tbl.column("merchant_id")
+        lo, hi = np.uint64(self.spec.id_lo), np.uint64(self.spec.id_hi)
+        bounds = pc.min_max(col)
+        if tbl.num_rows and lo <= bounds["min"].as_py() and bounds["max"].as_py() <= hi:
             return tbl, np.arange(pos0, pos0 + tbl.num_rows, dtype=np.int64)
+        mid = u64(col)
+        own = (mid >= lo) & (mid <= hi)
         rows = np.flatnonzero(own)
         return tbl.filter(pa.array(own)), pos0 + rows
 
@@ -620,10 +624,14 @@ class EventChecks:
         partition, a row of another shard: its comparison with the shard's previous row says
         nothing about the partition's order (the merge compares the runs' ends instead)."""
         n = len(pos)
-        starts = np.empty(n, dtype=np.bool_)
-        starts[0] = pos[0] != self.last_pos + 1
-        starts[1:] = np.diff(pos) != 1
-        for i in np.flatnonzero(starts).tolist():
+        if pos[-1] - pos[0] == n - 1:  # positions ascend: consecutive rows, one run at most
+            starts_at = [0] if pos[0] != self.last_pos + 1 else []
+        else:
+            starts = np.empty(n, dtype=np.bool_)
+            starts[0] = pos[0] != self.last_pos + 1
+            starts[1:] = np.diff(pos) != 1
+            starts_at = np.flatnonzero(starts).tolist()
+        for i in starts_at:
             b.flags[i] &= ~F_SORTED
             if self.open_run is not None and i > 0:
                 self._close_run(self.open_run, b, pos, i - 1)
