@@ -29,6 +29,7 @@ from engine_core.io.batches import iter_batches
 from engine_core.io.layout import RunLayout
 from engine_core.io.publish import publish_dir, read_json, write_json_atomic
 from engine_core.io.storage import Storage
+from engine_core.schemas import PAGE_ROWS
 
 if TYPE_CHECKING:
     from engine_core.context import Shard
@@ -41,7 +42,8 @@ LEASE_PREFIX = "_lease."
 # Shard directories no lease vouches for (a worker that wrote after its run was cleaned up,
 # or an area of a run of an older engine) are removed once nothing in them changed for this long.
 STALE_SHARDS_S = 24 * 3600
-PARQUET_OPTS: dict[str, Any] = {"compression": "zstd", "use_dictionary": True}
+PARQUET_OPTS: dict[str, Any] = {"compression": "zstd", "use_dictionary": True,
+                                 "max_rows_per_page": PAGE_ROWS}
 
 
 @dataclass(frozen=True)
