@@ -172,15 +172,15 @@ def sharded_rules(ctx, store, year: int, shards: int | None = None) -> list[Rule
     try:
         world = WorldIndex(ctx)
         ref = clock_reference(ctx, year, world)
-        # the law's side of the weekend rule reads no event: it runs beside the shards' scan,
-        # whose one thread of Python leaves part of the machine idle
-        with ThreadPoolExecutor(1, thread_name_prefix="s4-law") as beside:
+        partials = []
+        for k in range(len(plan.shards)):
+            partials.append(EventChecks(ctx, store, plan, k, world, ref).run())
+            release_memory()  # the decoded row groups of one shard are not the next one's
+        dirs = [p.ids_dir for p in partials]
+        # the law's side of the weekend rule reads no event: it runs beside the id classes
+        # (after the shards, so that its arrays do not add to a shard's peak)
+        with ThreadPoolExecutor(2, thread_name_prefix="s4-rules") as beside:
             law = beside.submit(weekend_law, ctx, store, year, world)
-            partials = []
-            for k in range(len(plan.shards)):
-                partials.append(EventChecks(ctx, store, plan, k, world, ref).run())
-                release_memory()  # the decoded row groups of one shard are not the next one's
-            dirs = [p.ids_dir for p in partials]
             classes = id_classes(store, plan, dirs, beside)
             return merge_partials(ctx, store, plan, partials, classes, law.result(), world)
     finally:
