@@ -197,6 +197,12 @@ class CountRows:
         self.grid = i64(
             store.read_dataset("time_grid", year, ["bucket_start_utc"]).column("bucket_start_utc")
         )
+        # on_grid[b]: the grid publishes bucket b of the window (a row's start is in the grid
+        # iff it is aligned, inside the window and its bucket is published)
+        g = np.floor_divide(self.grid, self.D * US) - self.first
+        g = g[(self.grid % (self.D * US) == 0) & (g >= 0) & (g < self.B)]
+        self.on_grid = np.zeros(self.B, dtype=np.bool_)
+        self.on_grid[g] = True
         self.chunks = chunks
         self.chunk_lo = np.array([lo for lo, _ in chunks], dtype=np.int64)
         self.rows = 0
@@ -232,7 +238,7 @@ class CountRows:
             cells, rows, n_row, mu_row, cap_row = self._batch(t, judge=False)
             k = self._chunk_of(cells)
             parts = (cells, n_row[rows], mu_row[rows], cap_row[rows])
-            for kk in np.unique(k).tolist():
+            for kk in np.flatnonzero(np.bincount(k, minlength=len(self.chunks))).tolist():
                 sel = k == kk
                 pending.setdefault(kk, []).append(tuple(x[sel] for x in parts))
                 got[kk] += int(np.count_nonzero(sel))
@@ -263,7 +269,8 @@ class CountRows:
         mu_row = t.column("mu").to_numpy(zero_copy_only=False).astype(np.float64)
         cap_row = boolean(t.column("capped"))
         b = np.floor_divide(start, bucket_us) - self.first
-        in_grid = np.isin(start, self.grid) & (start % bucket_us == 0) & (b >= 0) & (b < self.B)
+        in_grid = (start % bucket_us == 0) & (b >= 0) & (b < self.B)
+        in_grid[in_grid] = self.on_grid[b[in_grid]]
         known = s >= 0
         ok = known & in_grid
         if not judge:
