@@ -203,6 +203,12 @@ def comovement(
     variance σ², and at lag 1 it is e^{σ²ρ} − 1. Hours with Λ = 0 in a half are dropped. The
     standard error treats hours as independent (√(Var r_A · Var r_B / T)), which holds for
     the count noise that dominates small groups."""
+    with np.errstate(invalid="ignore", divide="ignore"):  # a silent half: NaN, judged below
+        return _comovement(x_a, x_b, lam_a, lam_b)
+
+
+def _comovement(x_a: np.ndarray, x_b: np.ndarray, lam_a: np.ndarray, lam_b: np.ndarray
+                ) -> tuple[float, float, float]:
     ok = (np.asarray(lam_a) > 0) & (np.asarray(lam_b) > 0)
     ra = np.where(ok, np.divide(x_a, lam_a, out=np.zeros(len(ok)), where=ok), np.nan)
     rb = np.where(ok, np.divide(x_b, lam_b, out=np.zeros(len(ok)), where=ok), np.nan)

@@ -46,6 +46,35 @@ def row_groups(path: str, columns: list[str]) -> Iterator[pa.Table]:
                 yield pf.read_row_group(g, columns=columns)
 
 
+def _each_row_group(path: str, columns: list[str], fold: Callable[[pa.Table], object],
+                    threads: int | None = None) -> Iterator[object]:
+    """``fold`` of every row group of every part file under ``path`` (``columns`` only), in
+    order, the row groups read and folded on ``threads`` threads (default: the engine's)."""
+    fs, _ = filesystem_for(path)
+    tasks = []
+    for name in dataset_files(path):
+        with fs.open_input_file(name) as handle:
+            n_groups = pq.ParquetFile(handle).metadata.num_row_groups
+        tasks += [(name, g) for g in range(n_groups)]
+
+    def one(task: tuple[str, int]) -> object:
+        name, g = task
+        with fs.open_input_file(name) as handle:
+            return fold(pq.ParquetFile(handle).read_row_group(g, columns=columns,
+                                                                use_threads=False))
+
+    n_threads = max(1, min(threads or parallel_threads(), len(tasks) or 1))
+    with ThreadPoolExecutor(n_threads, thread_name_prefix="fidelity-counts") as pool:
+        # at most a few row groups ahead of the consumer
+        pending: list = []
+        for task in tasks:
+            pending.append(pool.submit(one, task))
+            if len(pending) > 2 * n_threads:
+                yield pending.pop(0).result()
+        for fut in pending:
+            yield fut.result()
+
+
 def _ts_us(col: pa.ChunkedArray) -> np.ndarray:
     return col.combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
 
@@ -503,7 +532,9 @@ def scan_counts(
     start_us = frame.horizon.start_s * US_PER_S
     cols = ["merchant_id", "legal_country_iso", "zone_tzid", "channel_group",
             "bucket_start_utc", "mu", "count", "capped"]
-    for i, t in enumerate(row_groups(path, cols)):
+
+    def fold(t: pa.Table) -> tuple[np.ndarray, ...]:
+        """One row group's sums (exact: integer counts) and its rows for the moments."""
         series = keys.series_of(t)
         bucket = (_ts_us(t.column("bucket_start_utc")) - start_us) // US_PER_HOUR
         n = t.column("count").combine_chunks().to_numpy(zero_copy_only=False).astype(np.float64)
@@ -513,13 +544,21 @@ def scan_counts(
         series, bucket, n, mu, capped = series[ok], bucket[ok], n[ok], mu[ok], capped[ok]
         how = how_of_zone[frame.series_zone[series], bucket]
         flat = series * HOURS_PER_WEEK + how
-        sum_n += np.bincount(flat, n, sum_n.size)
-        sum_n2 += np.bincount(flat, n * n, sum_n2.size)
-        k = (mu >= kappa_mu_min) & ~capped
-        moments.add(frame.series_class[series[k]], n[k], mu[k])
         slot = member_slot[series]
         g = slot >= 0
-        group_hours += np.bincount(slot[g] * n_h + bucket[g], n[g], group_hours.size)
+        k = (mu >= kappa_mu_min) & ~capped
+        return (np.bincount(flat, n, sum_n.size), np.bincount(flat, n * n, sum_n2.size),
+                np.bincount(slot[g] * n_h + bucket[g], n[g], group_hours.size),
+                frame.series_class[series[k]], n[k], mu[k])
+
+    # row groups on the engine's threads; their sums are added in row-group order, so the
+    # moments' floating-point sums do not depend on the threads
+    for i, part in enumerate(_each_row_group(path, cols, fold)):
+        ps_n, ps_n2, gh, cls, n_k, mu_k = part
+        sum_n += ps_n
+        sum_n2 += ps_n2
+        group_hours += gh
+        moments.add(cls, n_k, mu_k)
         if progress and i % 10 == 0:
             progress(f"bucket_counts: row group {i + 1}")
     return CountAggregates(
