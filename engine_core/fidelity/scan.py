@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from engine_core.checks.world_index import i64, u64
 from engine_core.fidelity.fold import fold_events
 from engine_core.io.files import dataset_files, filesystem_for
 from engine_core.kernels.parallel import threads as parallel_threads
@@ -76,7 +77,7 @@ def _each_row_group(path: str, columns: list[str], fold: Callable[[pa.Table], ob
 
 
 def _ts_us(col: pa.ChunkedArray) -> np.ndarray:
-    return col.combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+    return i64(col)  # µs, zero-copy where the column is one chunk
 
 
 # ----------------------------------------------------------------------------- world frame
@@ -241,7 +242,7 @@ class SeriesKeys:
         return key
 
     def series_of(self, t: pa.Table) -> np.ndarray:
-        mid = t.column("merchant_id").combine_chunks().to_numpy(zero_copy_only=False)
+        mid = u64(t.column("merchant_id"))
         pos = np.searchsorted(self.merchant_ids, mid)
         pos = np.minimum(pos, self.merchant_ids.size - 1)
         known = self.merchant_ids[pos] == mid
@@ -444,7 +445,7 @@ def _fold_row_group(t: pa.Table, frame: WorldFrame, zones: _Zones,
     dst = np.zeros((len(labels), 3), dtype=np.int64)
     i64 = np.int64
     fold_events(
-        t.column("merchant_id").combine_chunks().to_numpy(zero_copy_only=False),
+        u64(t.column("merchant_id")),
         _ts_us(t.column("ts_local")), _ts_us(t.column("ts_utc")),
         t.column("is_virtual").combine_chunks().to_numpy(zero_copy_only=False),
         cc, zc, tc, loc_of, frame.merchant_ids, frame.merchant_class.astype(i64),
