@@ -330,14 +330,26 @@ class ShardIds:
 def read_id_class(store, plan: S4Plan, dirs: list[str], p: int) -> np.ndarray:
     """Class ``p``'s ids of every shard, in shard order."""
     name = f"class-{p:05d}.u64"
-    parts = []
-    for d in dirs:
-        if plan.ids_remote:
+    if plan.ids_remote:
+        parts = []
+        for d in dirs:
             with store.storage.fs.open_input_stream(f"{d}/{name}") as fh:
                 parts.append(np.frombuffer(fh.read(), dtype=np.uint64))
-        else:
-            parts.append(np.fromfile(os.path.join(d, name), dtype=np.uint64))
-    return np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64)
+        joined = np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64)
+        joined.setflags(write=False)  # read-only, as below: one kernel specialisation
+        return joined
+    paths = [os.path.join(d, name) for d in dirs]
+    sizes = [os.path.getsize(f) // 8 for f in paths]
+    if len(paths) == 1 and sizes[0]:  # one shard: its file, mapped (read-only), not copied
+        return np.memmap(paths[0], dtype=np.uint64, mode="r", shape=(sizes[0],))
+    out = np.empty(sum(sizes), dtype=np.uint64)  # several: each file read into its place
+    at = 0
+    for f, n in zip(paths, sizes, strict=True):
+        with open(f, "rb") as fh:
+            fh.readinto(memoryview(out[at : at + n]).cast("B"))
+        at += n
+    out.setflags(write=False)  # read-only like a mapped class: one kernel specialisation
+    return out
 
 
 def drop_ids(store, plan: S4Plan) -> None:
