@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -79,7 +80,41 @@ def _sample_window(ctx: RunContext, store: DatasetStore, w: Window, keys: np.nda
     totals = {"series": hi_s - lo_s, "buckets": w.n_buckets, "cells_sampled": 0,
               "blocks": 0, "rows": 0, "sum_count": 0, "sum_mu": 0.0, "capped": 0,
               "sum_mu_all": 0.0}
-    with pq.ParquetWriter(path, schemas.BUCKET_COUNTS, **PARQUET_OPTS) as writer:
+    def emit(lo: int, mu: np.ndarray, counts: np.ndarray, capped: np.ndarray) -> tuple:
+        """Write one chunk's rows (N > 0, in merchant, bucket, series order); its sums."""
+        si, bj = np.nonzero(counts)
+        order = np.lexsort((si, bj, m.merchant_id[lo : lo + counts.shape[0]][si]))
+        si = si[order]
+        bj = bj[order]
+        gs = si + lo
+        c = counts[si, bj]
+        tbl = pa.table(
+            {
+                "merchant_id": pa.array(m.merchant_id[gs], pa.uint64()),
+                "legal_country_iso": dict_array(m.country_idx[gs], m.countries),
+                "zone_tzid": dict_array(m.zone_idx[gs], m.tzids),
+                "channel_group": dict_array(m.channel_idx[gs], m.channels),
+                "bucket_start_utc": ts_array((bj + w.first_bucket) * w.bucket_seconds * US_PER_S),
+                "mu": pa.array(mu[si, bj], pa.float64()),
+                "count": pa.array(c, pa.int64()),
+                "capped": pa.array(capped[si, bj], pa.bool_()),
+            },
+            schema=schemas.BUCKET_COUNTS,
+        )
+        writer.write_table(tbl, row_group_size=ROW_GROUP)
+        return (int(len(c)), int(c.sum()), float(mu[si, bj].sum()), float(mu.sum()),
+                int(capped.sum()))
+
+    def add(sums: tuple) -> None:
+        for key, v in zip(("rows", "sum_count", "sum_mu", "sum_mu_all", "capped"), sums,
+                          strict=True):
+            totals[key] += v
+
+    # a chunk's rows are sorted and written by a thread of its own while the next chunk is
+    # sampled; chunks are written, and their sums added, in order (the same bytes and sums)
+    with (pq.ParquetWriter(path, schemas.BUCKET_COUNTS, **PARQUET_OPTS) as writer,
+          ThreadPoolExecutor(1, thread_name_prefix="s3-writer") as pool):
+        pending = None
         for lo, hi in ctx.series_chunks(CELLS_PER_CHUNK, w.n_buckets, shard):
             lam = ctx.lambda_chunk(w, lo, hi, day_mult, first_day)
             n = hi - lo
@@ -91,36 +126,16 @@ def _sample_window(ctx: RunContext, store: DatasetStore, w: Window, keys: np.nda
                           w.first_bucket, cnt.lambda_max, cnt.mu_epsilon,
                           cnt.law == "poisson", cnt.max_count_per_bucket, mu, counts, capped,
                           blocks)
-            si, bj = np.nonzero(counts)
-            order = np.lexsort((si, bj, m.merchant_id[lo:hi][si]))
-            si = si[order]
-            bj = bj[order]
-            gs = si + lo
-            c = counts[si, bj]
-            tbl = pa.table(
-                {
-                    "merchant_id": pa.array(m.merchant_id[gs], pa.uint64()),
-                    "legal_country_iso": dict_array(m.country_idx[gs], m.countries),
-                    "zone_tzid": dict_array(m.zone_idx[gs], m.tzids),
-                    "channel_group": dict_array(m.channel_idx[gs], m.channels),
-                    "bucket_start_utc": ts_array(
-                        (bj + w.first_bucket) * w.bucket_seconds * US_PER_S),
-                    "mu": pa.array(mu[si, bj], pa.float64()),
-                    "count": pa.array(c, pa.int64()),
-                    "capped": pa.array(capped[si, bj], pa.bool_()),
-                },
-                schema=schemas.BUCKET_COUNTS,
-            )
-            writer.write_table(tbl, row_group_size=ROW_GROUP)
+            del lam
+            if pending is not None:
+                add(pending.result())
+            pending = pool.submit(emit, lo, mu, counts, capped)
             totals["cells_sampled"] += int(n * w.n_buckets)
             totals["blocks"] += int(blocks.sum())
-            totals["rows"] += int(len(c))
-            totals["sum_count"] += int(c.sum())
-            totals["sum_mu"] += float(mu[si, bj].sum())
-            totals["sum_mu_all"] += float(mu.sum())
-            totals["capped"] += int(capped.sum())
             done[0] += n
             rep.update(done[0])
+        if pending is not None:
+            add(pending.result())
     return totals
 
 
