@@ -443,15 +443,16 @@ def _fold_row_group(t: pa.Table, frame: WorldFrame, zones: _Zones,
             after.append(tr.after_us)
         tr_start.append(len(labels))
     dst = np.zeros((len(labels), 3), dtype=np.int64)
-    i64 = np.int64
+    as_i64 = np.int64
     fold_events(
         u64(t.column("merchant_id")),
         _ts_us(t.column("ts_local")), _ts_us(t.column("ts_utc")),
         t.column("is_virtual").combine_chunks().to_numpy(zero_copy_only=False),
-        cc, zc, tc, loc_of, frame.merchant_ids, frame.merchant_class.astype(i64),
+        cc, zc, tc, loc_of, frame.merchant_ids, frame.merchant_class.astype(as_i64),
         frame.clock.first_local_day, frame.n_days,
-        np.array(tr_start, i64), np.array(lo, i64), np.array(hi, i64), np.array(before, i64),
-        np.array(after, i64), out.class_how, out.merchant_total, out.loc_day, dst,
+        np.array(tr_start, as_i64), np.array(lo, as_i64), np.array(hi, as_i64),
+        np.array(before, as_i64), np.array(after, as_i64),
+        out.class_how, out.merchant_total, out.loc_day, dst,
     )
     for k, label in enumerate(labels):
         mine = out.dst.setdefault(label, [0, 0, 0])
