@@ -23,6 +23,7 @@ import numba
 
 from engine_core.context import RunConfig, RunContext, Shard
 from engine_core.errors import EngineError
+from engine_core.io.memory import tune_allocator
 from engine_core.pipeline.jit import warm_up_kernels
 from engine_core.pipeline.progress import peak_rss_mb
 from engine_core.pipeline.run import Run
@@ -60,37 +61,6 @@ def _worker_local_directory() -> str | None:
         return get_worker().local_directory
     except (ImportError, ValueError, AttributeError):
         return None
-
-
-# glibc's mallopt parameters, and the values its dynamic threshold settles on (64-bit)
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-MMAP_THRESHOLD = 32 << 20
-TRIM_THRESHOLD = 2 * MMAP_THRESHOLD
-
-
-@functools.cache
-def tune_allocator() -> bool:
-    """Give this worker process glibc's steady-state allocator thresholds; True when set.
-
-    A dask nanny starts its worker with ``MALLOC_TRIM_THRESHOLD_`` set, and setting any
-    threshold turns glibc's dynamic mmap threshold off: every buffer above 128 KiB (each of a
-    chunk's columns) is then a fresh ``mmap``, its pages faulted in and zeroed by the kernel,
-    and unmapped on free — chunk after chunk. A process left alone raises the threshold to
-    32 MiB after the first such free and reuses heap memory instead. This sets that state
-    explicitly (trim at twice the threshold, as glibc does); memory above it still goes back
-    to the system, so a worker's RSS still falls between runs (docs/operations.md)."""
-    import ctypes
-    import ctypes.util
-
-    if os.environ.get("ENGINE_WORKER_MALLOC", "tuned") == "dask":  # keep dask's setting
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
-        return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
-        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
 @functools.lru_cache(maxsize=2)

@@ -10,25 +10,12 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from engine_core.checks.world_index import search_sorted
+
 HOURS_PER_WEEK = 168
 EPOCH_HOUR_OF_WEEK = 72  # 1970-01-01 was a Thursday: hour 72 of a Monday-first week
 US_PER_HOUR = 3_600_000_000
 US_PER_DAY = 24 * US_PER_HOUR
-
-
-@nb.njit(cache=True, nogil=True)
-def _merchant_pos(merchant_ids: np.ndarray, m: np.uint64) -> int:
-    """Index of ``m`` in the sorted ``merchant_ids``, −1 when absent."""
-    lo, hi = 0, merchant_ids.size
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if merchant_ids[mid] < m:
-            lo = mid + 1
-        else:
-            hi = mid
-    if lo < merchant_ids.size and merchant_ids[lo] == m:
-        return lo
-    return -1
 
 
 @nb.njit(cache=True, nogil=True)
@@ -62,7 +49,7 @@ def fold_events(
         m = merchant[r]
         if not have_last or m != last_id:
             last_id = m
-            last_pos = _merchant_pos(merchant_ids, m)
+            last_pos = search_sorted(merchant_ids, 0, merchant_ids.size, m)
             have_last = True
         local = local_us[r]
         if last_pos >= 0:

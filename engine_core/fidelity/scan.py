@@ -65,7 +65,7 @@ def _each_row_group(path: str, columns: list[str], fold: Callable[[pa.Table], ob
                                                                 use_threads=False))
 
     n_threads = max(1, min(threads or parallel_threads(), len(tasks) or 1))
-    with ThreadPoolExecutor(n_threads, thread_name_prefix="fidelity-counts") as pool:
+    with ThreadPoolExecutor(n_threads, thread_name_prefix="fidelity-scan") as pool:
         # at most a few row groups ahead of the consumer
         pending: list = []
         for task in tasks:
@@ -463,10 +463,10 @@ def _fold_row_group(t: pa.Table, frame: WorldFrame, zones: _Zones,
 
 def scan_events(frame: WorldFrame, path: str, progress: Progress | None = None,
                 threads: int | None = None) -> EventAggregates:
-    """One pass over ``arrival_events`` of the partition: each part file is read one row
-    group at a time and folded by :func:`fold_events`, the files spread over ``threads``
-    threads (default: the engine's thread setting). The tallies are integer counts, so the
-    result does not depend on the threads."""
+    """One pass over ``arrival_events`` of the partition: each row group folded by
+    :func:`fold_events`, the row groups spread over ``threads`` threads (default: the
+    engine's thread setting). The tallies are integer counts, so the result does not depend
+    on the threads."""
     n_cls = len(DEMAND_CLASSES)
     start_s = frame.horizon.start_s
     zones = _Zones(start_s, start_s + 3600 * frame.horizon.n_hours)
@@ -477,26 +477,18 @@ def scan_events(frame: WorldFrame, path: str, progress: Progress | None = None,
                         np.zeros(frame.merchant_ids.size, np.int64),
                         np.zeros(len(frame.locations) * frame.n_days, np.int64))
 
-    fs, _ = filesystem_for(path)
-
-    def one_file(name: str) -> _Tallies:
+    def fold(t: pa.Table) -> _Tallies:
         out = empty()
-        with fs.open_input_file(name) as handle:
-            pf = pq.ParquetFile(handle)
-            for g in range(pf.metadata.num_row_groups):
-                t = pf.read_row_group(g, columns=EVENT_SCAN_COLUMNS, use_threads=False)
-                _fold_row_group(t, frame, zones, loc_lookup, out)
+        _fold_row_group(t, frame, zones, loc_lookup, out)
         return out
 
     total = empty()
-    files = dataset_files(path)
-    n_threads = max(1, min(threads or parallel_threads(), len(files) or 1))
-    with ThreadPoolExecutor(n_threads, thread_name_prefix="fidelity-scan") as pool:
-        for i, part in enumerate(pool.map(one_file, files)):
-            total.add(part)
-            if progress and (i % 10 == 0 or i + 1 == len(files)):
-                progress(f"arrival_events: {total.events:,} rows read "
-                         f"({i + 1}/{len(files)} files)")
+    for i, part in enumerate(_each_row_group(path, EVENT_SCAN_COLUMNS, fold, threads)):
+        total.add(part)
+        if progress and i % 50 == 0:
+            progress(f"arrival_events: {total.events:,} rows read")
+    if progress:
+        progress(f"arrival_events: {total.events:,} rows read")
     gap = {k: v[0] for k, v in total.dst.items() if k in zones.gaps}
     fold = {k: [v[1], v[2]] for k, v in total.dst.items() if k not in zones.gaps}
     return EventAggregates(

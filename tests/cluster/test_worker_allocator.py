@@ -15,7 +15,7 @@ import pytest
 PROBE = r"""
 import json, resource, sys
 import numpy as np
-from engine_core.cluster.tasks import tune_allocator
+from engine_core.io.memory import tune_allocator
 tuned = tune_allocator() if sys.argv[1] == "tune" else False
 np.ones(3_000_000).sum()  # one chunk column (24 MB) before counting: the first is free
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
