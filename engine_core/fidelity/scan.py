@@ -28,7 +28,7 @@ from engine_core.kernels.parallel import threads as parallel_threads
 from engine_core.schemas import CALENDAR_ALL_ZONES, DEMAND_CLASSES, HOURS_PER_WEEK
 from engine_core.timebase import US_PER_S
 from engine_core.tz import zoneinfo_from_tzdata
-from engine_core.world.calendar import series_day_multipliers
+from engine_core.world.calendar import day_multipliers
 from engine_core.world.intensity import Horizon, ZoneClock
 from engine_core.world.model import World
 
@@ -280,7 +280,8 @@ def target_aggregates(
     shape = (s.column("shape").combine_chunks().flatten().to_numpy(zero_copy_only=False)
              .reshape(-1, HOURS_PER_WEEK))
     norm = s.column("scale").to_numpy() / shape.sum(axis=1)
-    mult = series_day_multipliers(world, frame.scenario, clock.first_local_date, clock.n_days)
+    # rows computed per chunk of series, never the [series, day] array
+    mult = day_multipliers(world, frame.scenario, clock.first_local_date, clock.n_days)
     n_h, n_days = horizon.n_hours, clock.n_days
     class_how = np.zeros((len(DEMAND_CLASSES), HOURS_PER_WEEK))
     loc_day = np.zeros((len(frame.locations), n_days))

@@ -79,7 +79,7 @@ def read_factors(ctx: RunContext, store: DatasetStore, year: int
 def _write_window(ctx: RunContext, w: Window, gids: list[str], keys: np.ndarray,
                   sig: np.ndarray, ls: np.ndarray, path: str) -> int:
     """The factors of one window, computed and written a few row groups of groups at a time
-    (memory bounded by GROUP_ROWS_PER_CHUNK, not by groups × buckets). Rows go to the writer
+    (memory bounded by ROWS_PER_CHUNK, not by groups × buckets). Rows go to the writer
     in whole row groups, so the file is the one a single write of the whole table gives."""
     lat = ctx.policy.latent
     B = w.n_buckets

@@ -213,9 +213,9 @@ def build_calendar(
 
 class DayMultipliers:
     """The calendar factors of :func:`series_day_multipliers` computed for the series rows
-    asked for (``mult[lo:hi]``): the table is [location, class, day], so the whole
-    [series, day] array — 0.5 GB for a year of the large world — is never held. Rows are
-    bit-identical to the full array's."""
+    asked for (``mult[lo:hi]``, or ``mult[rows]`` with an index array): the table is
+    [location, class, day], so the whole [series, day] array — 0.5 GB for a year of the large
+    world — is never held. Rows are bit-identical to the full array's."""
 
     def __init__(self, factor: np.ndarray, loc_of_series: np.ndarray,
                  country_of_series: np.ndarray, class_of_series: np.ndarray) -> None:
@@ -228,9 +228,10 @@ class DayMultipliers:
     def __len__(self) -> int:
         return self.shape[0]
 
-    def __getitem__(self, rows: slice) -> np.ndarray:
-        if not isinstance(rows, slice):
-            raise TypeError("day multipliers are read by a slice of series rows")
+    def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray:
+        if not isinstance(rows, slice | np.ndarray):
+            raise TypeError("day multipliers are read by a slice or an index array of series "
+                            "rows")
         f, star = self.factor, self.factor.shape[1] - 1
         c, loc, k = self.country[rows], self.loc[rows], self.cls[rows]
         return np.ascontiguousarray(f[c, k] * f[c, star] * f[loc, k] * f[loc, star],

@@ -140,9 +140,9 @@ def test_multipliers_shape_and_defaults(tiny):
 
 
 def test_multipliers_by_slice_equal_the_whole_array(tiny):
-    """The run computes the rows of a series chunk when it needs them: any slice is the
-    same rows of the whole array, bit for bit, and the table kept is per location, class
-    and day — not per series."""
+    """The run computes the rows of a series chunk when it needs them: any slice (or index
+    array) is the same rows of the whole array, bit for bit, and the table kept is per
+    location, class and day — not per series."""
     whole = series_day_multipliers(tiny, "baseline", dt.date(2026, 1, 1), 365)
     lazy = day_multipliers(tiny, "baseline", dt.date(2026, 1, 1), 365)
     assert lazy.shape == whole.shape and len(lazy) == tiny.series.num_rows
@@ -150,6 +150,8 @@ def test_multipliers_by_slice_equal_the_whole_array(tiny):
         rows = lazy[lo:hi]
         assert rows.flags.c_contiguous and rows.dtype == np.float64
         assert np.array_equal(rows, whole[lo:hi])
+    picked = np.array([9, 2, 2, tiny.series.num_rows - 1])  # an index array (any order)
+    assert np.array_equal(lazy[picked], whole[picked])
     # [location, class or "*", day]: as many locations as (country, zone) pairs in use
     n_locations = len({(c, z) for c, z in zip(tiny.series["legal_country_iso"].to_pylist(),
                                               tiny.series["tzid"].to_pylist(), strict=True)})
