@@ -131,14 +131,13 @@ def test_large_preset_is_ten_reference_worlds():
     """The scaling preset: every count ten times the reference's, the same zones and
     distribution widths (what makes its cost comparable), its own seed."""
     ref, large = load_preset("reference"), load_preset("large")
-    for field in ("merchants", "virtual_only_merchants", "hybrid_merchants", "locations",
-                  "sites", "edges"):
+    tenfold = ("merchants", "virtual_only_merchants", "hybrid_merchants", "locations",
+               "sites", "edges")
+    for field in tenfold:
         assert getattr(large, field) == 10 * getattr(ref, field), field
     assert large.weekly_arrivals == pytest.approx(10 * ref.weekly_arrivals, rel=1e-12)
     assert large.zones == ref.zones == 139
-    counts = {"merchants", "virtual_only_merchants", "hybrid_merchants", "locations", "sites",
-              "edges", "weekly_arrivals", "seed", "description"}
-    widths = set(type(ref).model_fields) - counts
+    widths = set(type(ref).model_fields) - {*tenfold, "weekly_arrivals", "seed", "description"}
     assert {f: getattr(large, f) for f in widths} == {f: getattr(ref, f) for f in widths}
     assert large.seed != ref.seed
 
