@@ -484,11 +484,13 @@ def scan_events(frame: WorldFrame, path: str, progress: Progress | None = None,
         return out
 
     total = empty()
+    told = -1
     for i, part in enumerate(_each_row_group(path, EVENT_SCAN_COLUMNS, fold, threads)):
         total.add(part)
         if progress and i % 50 == 0:
             progress(f"arrival_events: {total.events:,} rows read")
-    if progress:
+            told = total.events
+    if progress and told != total.events:
         progress(f"arrival_events: {total.events:,} rows read")
     gap = {k: v[0] for k, v in total.dst.items() if k in zones.gaps}
     fold = {k: [v[1], v[2]] for k, v in total.dst.items() if k not in zones.gaps}
