@@ -340,8 +340,10 @@ def scan_rows(
 DUP_BITS = 12  # ids are scattered into 2**DUP_BITS buckets by their top bits
 
 
-def duplicate_ids(ids, examples, n_chunks):
+def duplicate_ids(ids, examples, n_chunks, scratch=None):
     """Number of arrival_ids equal to an earlier one; up to len(examples) duplicated values.
+    ``scratch`` (uint64, at least ``len(ids)``), when given, holds the scattered ids instead of
+    a fresh array: a class after class loop then faults and zeroes its pages once.
 
     The ids are scattered by their top 12 bits (they are hash outputs, so the 4096 buckets are
     even; a skewed input only costs time) in parallel chunks, then each bucket goes through a
@@ -358,7 +360,7 @@ def duplicate_ids(ids, examples, n_chunks):
     np.cumsum(hist.sum(axis=0), out=start[1:])
     # chunk c's ids of bucket k go after those of chunks < c
     pos = start[:-1][None, :] + np.cumsum(hist, axis=0) - hist
-    out = np.empty(n, dtype=np.uint64)
+    out = scratch[:n] if scratch is not None and scratch.size >= n else np.empty(n, np.uint64)
     parallel_for(_dup_scatter, n_chunks, ids, step, pos, out, tasks=n_chunks)
     dups = np.zeros(n_b, dtype=np.int64)
     first = np.zeros(n_b, dtype=np.uint64)

@@ -327,8 +327,23 @@ class ShardIds:
             shutil.rmtree(self.local, ignore_errors=True)
 
 
-def read_id_class(store, plan: S4Plan, dirs: list[str], p: int) -> np.ndarray:
-    """Class ``p``'s ids of every shard, in shard order."""
+class GrowingBuffer:
+    """A uint64 array handed out again and again, grown (with some slack) when a request is
+    larger: buffers of hundreds of MB taken fresh each time are page faults and zeroing."""
+
+    def __init__(self) -> None:
+        self._buf = np.empty(0, dtype=np.uint64)
+
+    def take(self, n: int) -> np.ndarray:
+        if self._buf.size < n:
+            self._buf = np.empty(n + n // 16, dtype=np.uint64)
+        return self._buf[:n]
+
+
+def read_id_class(store, plan: S4Plan, dirs: list[str], p: int,
+                  into: GrowingBuffer | None = None) -> np.ndarray:
+    """Class ``p``'s ids of every shard, in shard order (read-only). Read from several local
+    files, they go into ``into`` when given (valid until its next use), else a fresh array."""
     name = f"class-{p:05d}.u64"
     if plan.ids_remote:
         parts = []
@@ -342,7 +357,8 @@ def read_id_class(store, plan: S4Plan, dirs: list[str], p: int) -> np.ndarray:
     sizes = [os.path.getsize(f) // 8 for f in paths]
     if len(paths) == 1 and sizes[0]:  # one shard: its file, mapped (read-only), not copied
         return np.memmap(paths[0], dtype=np.uint64, mode="r", shape=(sizes[0],))
-    out = np.empty(sum(sizes), dtype=np.uint64)  # several: each file read into its place
+    total = sum(sizes)  # several: each file read into its place
+    out = into.take(total) if into is not None else np.empty(total, dtype=np.uint64)
     at = 0
     for f, n in zip(paths, sizes, strict=True):
         with open(f, "rb") as fh:

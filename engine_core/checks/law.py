@@ -16,7 +16,7 @@ import numba as nb
 import numpy as np
 import pyarrow as pa
 
-from engine_core.checks.world_index import WorldIndex, dictionary_codes, i64
+from engine_core.checks.world_index import WorldIndex, dictionary_codes, f64, i64
 from engine_core.timebase import US_PER_S as US
 
 CELLS_PER_CHUNK = 4_000_000
@@ -59,11 +59,31 @@ class Latent:
 
 
 @nb.njit(cache=True, nogil=True)
-def tally_cells(tally, cells):
-    """tally[c] += 1 for every c in cells, saturating at 255."""
-    for c in cells:
-        if tally[c] < 255:
-            tally[c] += 1
+def place_latent(gcode, start, f_rows, z_rows, bucket_us, first_bucket, n_b, factor, z, tally,
+                 bad):
+    """S2 rows into the dense (group, bucket) arrays: row i (group code ``gcode[i]``, −1/−2
+    for a null or unknown group; bucket start ``start[i]`` µs) sets its cell's factor (and z
+    when ``z`` is not empty) and counts in ``tally`` (saturating at 255). Rows off the grid
+    — no group, a start not on a bucket boundary, a bucket outside the window — are
+    counted, the first ``len(bad)`` positions written to ``bad``; returns their number."""
+    n_bad = 0
+    with_z = z.shape[0] > 0
+    for i in range(gcode.shape[0]):
+        g = gcode[i]
+        s = start[i]
+        b = s // bucket_us - first_bucket
+        if g < 0 or s % bucket_us != 0 or b < 0 or b >= n_b:
+            if n_bad < bad.shape[0]:
+                bad[n_bad] = i
+            n_bad += 1
+            continue
+        cell = np.int64(g) * n_b + b
+        if tally[cell] < 255:
+            tally[cell] += 1
+        factor[cell] = f_rows[i]
+        if with_z:
+            z[cell] = z_rows[i]
+    return n_bad
 
 
 def read_latent(ctx, store, year: int, group_ids: list[str], with_z: bool = False) -> Latent:
@@ -80,17 +100,15 @@ def read_latent(ctx, store, year: int, group_ids: list[str], with_z: bool = Fals
     stray = 0
     examples: list[str] = []
     columns = ["group_id", "bucket_start_utc", "factor"] + (["z"] if with_z else [])
+    bad = np.empty(5, dtype=np.int64)
+    no_z = np.empty(0)
     for t in store.dataset_batches("latent_intensity", year, columns):
         gcode = dictionary_codes(t.column("group_id"), gindex)
         start = i64(t.column("bucket_start_utc"))
-        b = np.floor_divide(start, bucket_us) - w.first_bucket
-        ok = (gcode >= 0) & (start % bucket_us == 0) & (b >= 0) & (b < B)
-        cell = gcode[ok].astype(np.int64) * B + b[ok]
-        tally_cells(tally, cell)
-        factor[cell] = t.column("factor").to_numpy()[ok]
-        if z is not None:
-            z[cell] = t.column("z").to_numpy()[ok]
-        bad = np.flatnonzero(~ok)
+        n_bad = place_latent(gcode, start, f64(t.column("factor")),
+                             f64(t.column("z")) if z is not None else no_z, bucket_us,
+                             w.first_bucket, B, factor, no_z if z is None else z, tally, bad)
+        bad = bad[: min(n_bad, 5)]
         if len(bad) and len(examples) < 5:
             names = t.column("group_id").take(pa.array(bad[:5])).to_pylist()
             examples += [
@@ -98,7 +116,8 @@ def read_latent(ctx, store, year: int, group_ids: list[str], with_z: bool = Fals
                 "bucket) of this partition"
                 for g, i in zip(names, bad[:5], strict=True)
             ]
-        stray += len(bad)
+        stray += n_bad
+        bad = np.empty(5, dtype=np.int64)
         rows += t.num_rows
     return Latent(
         factor.reshape(G, B),
@@ -133,3 +152,34 @@ def law_mu(
         f[g < 0] = np.nan
         np.multiply(lam, f, out=lam)
         yield lo, hi, np.minimum(lam, lam_max, out=lam)
+
+
+@nb.njit(cache=True, nogil=True)
+def weekend_sums(lam, group, factor, lam_max, weekend, zone, out):
+    """out[0] += Σμ over the weekend cells, out[1] += Σμ over every cell of series chunk
+    ``lam`` [series, bucket] — μ = min(λ · factor[group, bucket], λ_max) as :func:`law_mu`
+    gives it, in one pass without its [series, bucket] temporaries. Cells without a law μ
+    (no group, NaN factor) are left out, as ``np.nansum`` leaves them out. ``weekend``
+    [zone, bucket] marks the weekend buckets of each zone; ``zone`` is each series' zone.
+    Summed row by row in bucket order, so the result does not depend on the threads."""
+    n, n_b = lam.shape
+    for i in range(n):
+        g = group[i]
+        if g < 0:
+            continue
+        f = factor[g]
+        wk = weekend[zone[i]]
+        s_all = 0.0
+        s_wk = 0.0
+        for b in range(n_b):
+            mu = lam[i, b] * f[b]
+            if mu != mu:  # NaN: no law μ
+                continue
+            if mu > lam_max:
+                mu = lam_max
+            s_all += mu
+            if wk[b]:
+                s_wk += mu
+        out[0] += s_wk
+        out[1] += s_all
+

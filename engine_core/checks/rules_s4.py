@@ -92,6 +92,7 @@ from engine_core.checks.event_scan import (
 )
 from engine_core.checks.event_shards import (
     MAX_RUNS,
+    GrowingBuffer,
     RankedOffences,
     RowRun,
     S4Plan,
@@ -104,7 +105,12 @@ from engine_core.checks.event_shards import (
     read_id_class,
     rule_shards,
 )
-from engine_core.checks.law import law_mu, published_groups, read_latent
+from engine_core.checks.law import (
+    published_groups,
+    read_latent,
+    series_chunks,
+    weekend_sums,
+)
 from engine_core.checks.local_clock import LocalClockReference
 from engine_core.checks.rules_s2 import evenly_spaced
 from engine_core.checks.verdicts import (
@@ -192,12 +198,17 @@ def id_classes(store, plan: S4Plan, dirs: list[str], reader: ThreadPoolExecutor
     """EVENTS_ID_UNIQUE class by class (:func:`id_class_duplicates`), the next class read by
     ``reader`` while the current one is checked."""
     out = []
-    nxt = reader.submit(read_id_class, store, plan, dirs, 0) if plan.id_classes else None
+    # the class being checked, the one being read and the checked one's scatter keep their
+    # arrays from class to class
+    bufs = (GrowingBuffer(), GrowingBuffer())
+    scratch = GrowingBuffer()
+    nxt = (reader.submit(read_id_class, store, plan, dirs, 0, bufs[0])
+           if plan.id_classes else None)
     for c in range(plan.id_classes):
         arr = nxt.result()
         if c + 1 < plan.id_classes:
-            nxt = reader.submit(read_id_class, store, plan, dirs, c + 1)
-        out.append(class_duplicates(arr))
+            nxt = reader.submit(read_id_class, store, plan, dirs, c + 1, bufs[(c + 1) % 2])
+        out.append(class_duplicates(arr, scratch.take(arr.size)))
     return out
 
 
@@ -225,13 +236,19 @@ def weekend_law(ctx, store, year: int, world: WorldIndex | None = None) -> tuple
     weekend = weekend_mask(ctx, year, len(world.tzids))
     groups = published_groups(ctx, store, year, world)
     lat = read_latent(ctx, store, year, groups.group_ids)
-    zone = world.series_zone
-    mu_wk = 0.0
-    mu_all = 0.0
-    for lo, hi, mu in law_mu(ctx, store, year, lat.factor, groups.group_of_series):
-        mu_all += float(np.nansum(mu))
-        mu_wk += float(np.nansum(mu * weekend[zone[lo:hi]]))
-    return mu_wk, mu_all
+    zone = np.ascontiguousarray(world.series_zone, dtype=np.int64)
+    w = ctx.window(year)
+    day_mult, first_day = ctx.day_multipliers(w)
+    factor = np.ascontiguousarray(lat.factor, dtype=np.float64)
+    if factor.shape[0] == 0:  # no group at all: no cell has a law μ
+        return 0.0, 0.0
+    g = groups.group_of_series
+    sums = np.zeros(2)
+    for lo, hi in series_chunks(ctx.arrays.n_series, w.n_buckets):
+        lam = ctx.lambda_chunk(w, lo, hi, day_mult, first_day)
+        weekend_sums(lam, g[lo:hi], factor, float(ctx.policy.counts.lambda_max), weekend,
+                     zone[lo:hi], sums)
+    return float(sums[0]), float(sums[1])
 
 
 def id_class_duplicates(store, plan: S4Plan, dirs: list[str], p: int) -> tuple[int, list[int]]:
@@ -240,10 +257,12 @@ def id_class_duplicates(store, plan: S4Plan, dirs: list[str], p: int) -> tuple[i
     return class_duplicates(read_id_class(store, plan, dirs, p))
 
 
-def class_duplicates(arr: np.ndarray) -> tuple[int, list[int]]:
-    """The number of ids of one class equal to an earlier one, and a few of them."""
+def class_duplicates(arr: np.ndarray, scratch: np.ndarray | None = None
+                     ) -> tuple[int, list[int]]:
+    """The number of ids of one class equal to an earlier one, and a few of them
+    (``scratch``: see :func:`duplicate_ids`)."""
     examples = np.zeros(MAX_EXAMPLES, dtype=np.uint64)
-    n_dup = int(duplicate_ids(arr, examples, 4 * numba.get_num_threads()))
+    n_dup = int(duplicate_ids(arr, examples, 4 * numba.get_num_threads(), scratch))
     return n_dup, [int(x) for x in examples[: min(n_dup, MAX_EXAMPLES)]]
 
 

@@ -226,6 +226,15 @@ def i64(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return _buffer_values(col, np.int64)
 
 
+def f64(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Values as float64, zero-copy where the type allows; values under nulls are arbitrary,
+    see :func:`validity`."""
+    col = _one_array(col)
+    if col.type != pa.float64():
+        col = col.cast(pa.float64())
+    return _buffer_values(col, np.float64)
+
+
 def boolean(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A boolean column as numpy bool (null as False)."""
     col = _one_array(col)

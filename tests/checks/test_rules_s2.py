@@ -51,6 +51,23 @@ def test_latent_domain_fails(ctx, law, store_of):
     assert any("(7.5) z=" in e and "outside [0.2, 5.0]" in e for e in r.examples)
 
 
+def test_latent_domain_fails_on_rows_off_the_grid(ctx, law, store_of):
+    # a row of a group the grouping does not publish and a row starting 1 µs after its
+    # bucket: neither has a (group, bucket) cell, both are stray, and their cells are empty
+    t = law.tables["latent_intensity"]
+    gid = t.column("group_id").to_pylist()
+    gid[3] = "no-such-group"
+    start = col(t, "bucket_start_utc")
+    start[8] += 1
+    t = replace_column(replace_column(t, "group_id", gid), "bucket_start_utc", start)
+    law.tables["latent_intensity"] = t
+    r = only(s2_rules(ctx, store_of(law), YEAR), "LATENT_DOMAIN")
+    assert (r.code, r.passed) == ("LATENT_DOMAIN", False)
+    assert r.figures["stray_rows"] == 2 and r.figures["cells_not_once"] == 2
+    stray = [e for e in r.examples if e.endswith("not a (group, grid bucket) of this partition")]
+    assert len(stray) == 2 and stray[0].startswith("group=no-such-group bucket=")
+
+
 def test_latent_mean_factor_passes(ctx, law, store_of):
     # 960 factors of 40 groups: their mean is within 0.02 of the clipped log-normal mean
     # (σ ≈ 0.25-0.4, correlated over a day, so ±0.05 is several standard errors)

@@ -9,9 +9,11 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from engine_core.checks.contract import schema_rule
 from engine_core.checks.event_scan import UNIFORMITY_BINS, uniformity_edges
+from engine_core.checks.law import weekend_sums
 from engine_core.checks.rules_s4 import (
     pooled_shares,
     routing_shares_verdict,
@@ -378,3 +380,36 @@ def test_weekend_share_core():
     bad = weekend_share_verdict(900, 5239, 93.0, 5233.7, 0.10)
     assert (bad.code, bad.passed) == ("EVENTS_WEEKEND_SHARE", False)
     assert bad.examples == ("arrival_events; weekend share 0.1718, expected 0.0178 ± 0.1",)
+
+
+def test_weekend_sums_equal_the_law_arrays():
+    # the fused pass against the arrays law_mu would build: μ = min(λ·f, λ_max), NaN cells
+    # (no group, a NaN factor, ∞·0) left out; only the summation order differs, so the two
+    # agree to a few ulps of the total
+    rng = np.random.default_rng(7)
+    n, n_b, n_g, n_z = 40, 500, 5, 3
+    lam = rng.gamma(0.5, 3.0, size=(n, n_b))
+    lam[3, 7] = np.inf
+    factor = rng.lognormal(0.0, 0.8, size=(n_g, n_b))
+    factor[2, 100:130] = np.nan
+    factor[0, 7] = 0.0
+    group = rng.integers(-1, n_g, size=n)
+    group[3] = 0
+    zone = rng.integers(0, n_z, size=n)
+    weekend = rng.random((n_z, n_b)) < 2 / 7
+    lam_max = 12.0
+    f = factor[np.where(group >= 0, group, 0)]
+    f[group < 0] = np.nan
+    mu = np.minimum(lam * f, lam_max)
+    want = (np.nansum(mu * weekend[zone]), np.nansum(mu))
+    got = np.zeros(2)
+    weekend_sums(lam, group, factor, lam_max, weekend, zone, got)
+    assert np.isnan(mu).sum() > 30 and (mu == lam_max).sum() > 0
+    assert got[1] == pytest.approx(want[1], rel=1e-12) and got[0] == pytest.approx(want[0],
+                                                                                   rel=1e-12)
+    assert 0 < got[0] < got[1]
+    # summed in two chunks of series, the same
+    two = np.zeros(2)
+    for lo, hi in ((0, 17), (17, n)):
+        weekend_sums(lam[lo:hi], group[lo:hi], factor, lam_max, weekend, zone[lo:hi], two)
+    assert two == pytest.approx(got, rel=1e-12)
