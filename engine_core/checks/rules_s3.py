@@ -31,16 +31,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numba as nb
 import numpy as np
 import pyarrow as pa
 
 from engine_core.checks.contract import schema_rule
-from engine_core.checks.law import law_mu, published_groups, read_latent, series_chunks
+from engine_core.checks.law import (
+    Latent,
+    PublishedGroups,
+    law_mu,
+    published_groups,
+    read_latent,
+    series_chunks,
+)
 from engine_core.checks.rules_s2 import evenly_spaced
 from engine_core.checks.verdicts import Offences, RuleResult, guarded, state_rules, verdict
 from engine_core.checks.world_index import WorldIndex, boolean, i64
+from engine_core.io.batches import prefetched
 from engine_core.kernels.arrivals import MODE_PHYSICAL, MODE_VIRTUAL
 from engine_core.kernels.counts import count_draw
 from engine_core.kernels.parallel import parallel_for
@@ -330,6 +339,12 @@ class CountRows:
         return self.index.cell_label(s, self.first + b, self.D)
 
 
+def _law_inputs(ctx, store, year: int, index: WorldIndex) -> tuple[PublishedGroups, Latent]:
+    """The published grouping and S2 factors the law's μ is computed from."""
+    groups = published_groups(ctx, store, year, index)
+    return groups, read_latent(ctx, store, year, groups.group_ids)
+
+
 def _counts_checks(ctx, store, year: int) -> list[RuleResult]:
     w = ctx.window(year)
     pol = ctx.policy
@@ -338,7 +353,11 @@ def _counts_checks(ctx, store, year: int) -> list[RuleResult]:
     S, B, D = ctx.arrays.n_series, w.n_buckets, w.bucket_seconds
     label = index.cell_label
     chunks = series_chunks(S, B)  # the chunks law_mu computes μ in
-    rows = CountRows(ctx, store, year, index, chunks)
+    # the law's published inputs are read beside the first pass over the rows
+    with ThreadPoolExecutor(1, thread_name_prefix="s3-law") as beside:
+        law_inputs = beside.submit(_law_inputs, ctx, store, year, index)
+        rows = CountRows(ctx, store, year, index, chunks)
+        groups, lat = law_inputs.result()
     R = rows.rows
 
     # ---------------------------------------------------------------- COUNTS_DOMAIN_ALIGN
@@ -422,8 +441,6 @@ def _counts_checks(ctx, store, year: int) -> list[RuleResult]:
     )
 
     # ---------------------------------------------------------------- the law over all cells
-    groups = published_groups(ctx, store, year, index)
-    lat = read_latent(ctx, store, year, groups.group_ids)
     kappa = np.ascontiguousarray(ctx.grouping.kappa, dtype=np.float64)
     poisson = cnt.law == "poisson"
     eps = cnt.mu_epsilon
@@ -436,9 +453,11 @@ def _counts_checks(ctx, store, year: int) -> list[RuleResult]:
     dups = Offences()
     mu_bad = Offences()
     no_draw = Offences()
-    row_chunks = rows.by_chunk()
-    for k, (lo, hi, mu) in enumerate(law_mu(ctx, store, year, lat.factor,
-                                            groups.group_of_series)):
+    # the law's μ and the rows of the next chunk are made in threads of their own while
+    # this one is judged (the λ kernel, Arrow and numpy let go of the GIL)
+    row_chunks = prefetched(rows.by_chunk())
+    for k, (lo, hi, mu) in enumerate(prefetched(law_mu(ctx, store, year, lat.factor,
+                                                       groups.group_of_series))):
         assert (lo, hi) == chunks[k]
         cell_k, n_rows, mu_rows, cap_k = next(row_chunks)
         dup = np.flatnonzero(cell_k[1:] == cell_k[:-1]) + 1

@@ -26,7 +26,7 @@ def _open(path: str, fs) -> pq.ParquetFile:
     return pq.ParquetFile(path, filesystem=fs)
 
 
-def _prefetched(items: Iterator) -> Iterator:
+def prefetched(items: Iterator) -> Iterator:
     """``items`` produced in a background thread, at most two ahead of the consumer."""
     q: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
@@ -81,7 +81,7 @@ def iter_batches(files: list[str], fs, columns: list[str]) -> Iterator[pa.Table]
             for g in range(pf.metadata.num_row_groups):
                 yield from _row_group(pf, g, columns)
 
-    return _prefetched(tables())
+    return prefetched(tables())
 
 
 def overlapping_row_groups(pf: pq.ParquetFile, column: str, lo: int, hi: int) -> list[int]:
@@ -115,4 +115,4 @@ def iter_row_groups(parts: list[tuple[str, int, list[int]]], fs, columns: list[s
                     yield pos, t
                     pos += t.num_rows
 
-    return _prefetched(tables())
+    return prefetched(tables())
