@@ -100,15 +100,16 @@ def read_latent(ctx, store, year: int, group_ids: list[str], with_z: bool = Fals
     stray = 0
     examples: list[str] = []
     columns = ["group_id", "bucket_start_utc", "factor"] + (["z"] if with_z else [])
-    bad = np.empty(5, dtype=np.int64)
+    first_bad = np.empty(5, dtype=np.int64)  # positions of a batch's first stray rows
     no_z = np.empty(0)
     for t in store.dataset_batches("latent_intensity", year, columns):
         gcode = dictionary_codes(t.column("group_id"), gindex)
         start = i64(t.column("bucket_start_utc"))
         n_bad = place_latent(gcode, start, f64(t.column("factor")),
                              f64(t.column("z")) if z is not None else no_z, bucket_us,
-                             w.first_bucket, B, factor, no_z if z is None else z, tally, bad)
-        bad = bad[: min(n_bad, 5)]
+                             w.first_bucket, B, factor, no_z if z is None else z, tally,
+                             first_bad)
+        bad = first_bad[: min(n_bad, len(first_bad))]
         if len(bad) and len(examples) < 5:
             names = t.column("group_id").take(pa.array(bad[:5])).to_pylist()
             examples += [
@@ -117,7 +118,6 @@ def read_latent(ctx, store, year: int, group_ids: list[str], with_z: bool = Fals
                 for g, i in zip(names, bad[:5], strict=True)
             ]
         stray += n_bad
-        bad = np.empty(5, dtype=np.int64)
         rows += t.num_rows
     return Latent(
         factor.reshape(G, B),
@@ -182,4 +182,3 @@ def weekend_sums(lam, group, factor, lam_max, weekend, zone, out):
                 s_wk += mu
         out[0] += s_wk
         out[1] += s_all
-

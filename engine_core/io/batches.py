@@ -14,6 +14,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from engine_core.kernels.parallel import same_threads
+
 BATCH_ROWS = 1 << 20
 MAX_GROUP_ROWS = 1 << 22  # larger row groups are read in slices (memory bound)
 
@@ -27,13 +29,16 @@ def _open(path: str, fs) -> pq.ParquetFile:
 
 
 def prefetched(items: Iterator) -> Iterator:
-    """``items`` produced in a background thread, at most two ahead of the consumer."""
+    """``items`` produced in a background thread (with the caller's kernel thread setting),
+    at most two ahead of the consumer."""
     q: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
     done = object()
+    as_caller = same_threads()
 
     def produce() -> None:
         try:
+            as_caller()
             for item in items:
                 if stop.is_set():
                     return

@@ -37,6 +37,15 @@ def threads() -> int:
     return max(1, int(numba.get_num_threads()))
 
 
+def same_threads() -> Callable[[], None]:
+    """A function that gives the thread calling it this thread's setting: Numba's thread
+    count is per thread, so a thread started here would otherwise run its parallel loops
+    on Numba's default (every core) whatever the run's ``threads``. An ``initializer`` for a
+    ``ThreadPoolExecutor``."""
+    n = threads()
+    return lambda: numba.set_num_threads(n)
+
+
 def _executor(n: int) -> ThreadPoolExecutor:
     with _lock:
         if _pool[0] is None or _pool[1] != n:
