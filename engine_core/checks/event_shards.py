@@ -328,15 +328,16 @@ class ShardIds:
 
 
 class GrowingBuffer:
-    """A uint64 array handed out again and again, grown (with some slack) when a request is
-    larger: buffers of hundreds of MB taken fresh each time are page faults and zeroing."""
+    """An array handed out again and again (its first ``n`` elements), grown with some slack
+    when a request is larger: large arrays taken fresh each time are page faults and zeroing
+    for the kernel on every use."""
 
-    def __init__(self) -> None:
-        self._buf = np.empty(0, dtype=np.uint64)
+    def __init__(self, dtype: type = np.uint64) -> None:
+        self._buf = np.empty(0, dtype=dtype)
 
     def take(self, n: int) -> np.ndarray:
         if self._buf.size < n:
-            self._buf = np.empty(n + n // 16, dtype=np.uint64)
+            self._buf = np.empty(n + n // 16, dtype=self._buf.dtype)
         return self._buf[:n]
 
 

@@ -136,17 +136,23 @@ def series_chunks(
     return [(lo, min(lo + per, n_series)) for lo in range(0, n_series, per)]
 
 
+def law_lambda(ctx, year: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(lo, hi, λ[hi-lo, B]) of the window for consecutive series ranges
+    (:func:`series_chunks`), with the calendar multipliers by local date exactly as S3 built
+    them."""
+    w = ctx.window(year)
+    day_mult, first_day = ctx.day_multipliers(w)
+    for lo, hi in series_chunks(ctx.arrays.n_series, w.n_buckets):
+        yield lo, hi, ctx.lambda_chunk(w, lo, hi, day_mult, first_day)
+
+
 def law_mu(
     ctx, store, year: int, factor: np.ndarray, group_of_series: np.ndarray
 ) -> Iterator[tuple[int, int, np.ndarray]]:
     """(lo, hi, μ[hi-lo, B]) for consecutive series ranges; NaN where the series has no group
     or its group no factor (those cells fail the rules that use them)."""
-    w = ctx.window(year)
-    # the calendar multipliers by local date, exactly as S3 built them
-    day_mult, first_day = ctx.day_multipliers(w)
     lam_max = ctx.policy.counts.lambda_max
-    for lo, hi in series_chunks(ctx.arrays.n_series, w.n_buckets):
-        lam = ctx.lambda_chunk(w, lo, hi, day_mult, first_day)
+    for lo, hi, lam in law_lambda(ctx, year):
         g = group_of_series[lo:hi]
         f = factor[np.where(g >= 0, g, 0)] if len(factor) else np.full_like(lam, np.nan)
         f[g < 0] = np.nan

@@ -105,12 +105,7 @@ from engine_core.checks.event_shards import (
     read_id_class,
     rule_shards,
 )
-from engine_core.checks.law import (
-    published_groups,
-    read_latent,
-    series_chunks,
-    weekend_sums,
-)
+from engine_core.checks.law import law_lambda, published_groups, read_latent, weekend_sums
 from engine_core.checks.local_clock import LocalClockReference
 from engine_core.checks.rules_s2 import evenly_spaced
 from engine_core.checks.verdicts import (
@@ -239,17 +234,14 @@ def weekend_law(ctx, store, year: int, world: WorldIndex | None = None) -> tuple
     groups = published_groups(ctx, store, year, world)
     lat = read_latent(ctx, store, year, groups.group_ids)
     zone = np.ascontiguousarray(world.series_zone, dtype=np.int64)
-    w = ctx.window(year)
-    day_mult, first_day = ctx.day_multipliers(w)
     factor = np.ascontiguousarray(lat.factor, dtype=np.float64)
     if factor.shape[0] == 0:  # no group at all: no cell has a law μ
         return 0.0, 0.0
     g = groups.group_of_series
+    lam_max = float(ctx.policy.counts.lambda_max)
     sums = np.zeros(2)
-    for lo, hi in series_chunks(ctx.arrays.n_series, w.n_buckets):
-        lam = ctx.lambda_chunk(w, lo, hi, day_mult, first_day)
-        weekend_sums(lam, g[lo:hi], factor, float(ctx.policy.counts.lambda_max), weekend,
-                     zone[lo:hi], sums)
+    for lo, hi, lam in law_lambda(ctx, year):
+        weekend_sums(lam, g[lo:hi], factor, lam_max, weekend, zone[lo:hi], sums)
     return float(sums[0]), float(sums[1])
 
 
@@ -387,16 +379,12 @@ class ScanScratch:
     20 bytes a row per batch would be page faults and zeroing on every batch."""
 
     def __init__(self) -> None:
-        self._cap = 0
-        self._flags = self._hits = self._cells = np.empty(0, dtype=np.int64)
+        self._flags = GrowingBuffer(np.int32)
+        self._hits = GrowingBuffer(np.int64)
+        self._cells = GrowingBuffer(np.int64)
 
     def take(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if n > self._cap:
-            self._cap = n
-            self._flags = np.empty(n, dtype=np.int32)
-            self._hits = np.empty(n, dtype=np.int64)
-            self._cells = np.empty(n, dtype=np.int64)
-        return self._flags[:n], self._hits[:n], self._cells[:n]
+        return self._flags.take(n), self._hits.take(n), self._cells.take(n)
 
 
 class EventChecks:

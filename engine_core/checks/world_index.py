@@ -205,13 +205,19 @@ def dictionary_codes(col: pa.Array | pa.ChunkedArray, index: dict[str, int]) -> 
     return table[raw]
 
 
+def _fixed(col: pa.Array | pa.ChunkedArray, typ: pa.DataType, dtype: type) -> np.ndarray:
+    """Values of ``col`` as ``typ`` (cast when it is another type) in numpy's ``dtype``,
+    zero-copy where no cast is needed."""
+    col = _one_array(col)
+    if col.type != typ:
+        col = col.cast(typ)
+    return _buffer_values(col, dtype)
+
+
 def u64(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Values as uint64 (zero-copy where the type allows); values under nulls are arbitrary,
     see :func:`validity`."""
-    col = _one_array(col)
-    if col.type != pa.uint64():
-        col = col.cast(pa.uint64())
-    return _buffer_values(col, np.uint64)
+    return _fixed(col, pa.uint64(), np.uint64)
 
 
 def i64(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -229,10 +235,7 @@ def i64(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
 def f64(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Values as float64, zero-copy where the type allows; values under nulls are arbitrary,
     see :func:`validity`."""
-    col = _one_array(col)
-    if col.type != pa.float64():
-        col = col.cast(pa.float64())
-    return _buffer_values(col, np.float64)
+    return _fixed(col, pa.float64(), np.float64)
 
 
 def boolean(col: pa.Array | pa.ChunkedArray) -> np.ndarray:

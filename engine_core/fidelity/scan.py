@@ -76,10 +76,6 @@ def _each_row_group(path: str, columns: list[str], fold: Callable[[pa.Table], ob
             yield fut.result()
 
 
-def _ts_us(col: pa.ChunkedArray) -> np.ndarray:
-    return i64(col)  # µs, zero-copy where the column is one chunk
-
-
 # ----------------------------------------------------------------------------- world frame
 @dataclass
 class WorldFrame:
@@ -447,7 +443,7 @@ def _fold_row_group(t: pa.Table, frame: WorldFrame, zones: _Zones,
     as_i64 = np.int64
     fold_events(
         u64(t.column("merchant_id")),
-        _ts_us(t.column("ts_local")), _ts_us(t.column("ts_utc")),
+        i64(t.column("ts_local")), i64(t.column("ts_utc")),
         t.column("is_virtual").combine_chunks().to_numpy(zero_copy_only=False),
         cc, zc, tc, loc_of, frame.merchant_ids, frame.merchant_class.astype(as_i64),
         frame.clock.first_local_day, frame.n_days,
@@ -533,7 +529,7 @@ def scan_counts(
     def fold(t: pa.Table) -> tuple[np.ndarray, ...]:
         """One row group's sums (exact: integer counts) and its rows for the moments."""
         series = keys.series_of(t)
-        bucket = (_ts_us(t.column("bucket_start_utc")) - start_us) // US_PER_HOUR
+        bucket = (i64(t.column("bucket_start_utc")) - start_us) // US_PER_HOUR
         n = t.column("count").combine_chunks().to_numpy(zero_copy_only=False).astype(np.float64)
         mu = t.column("mu").combine_chunks().to_numpy(zero_copy_only=False)
         capped = t.column("capped").combine_chunks().to_numpy(zero_copy_only=False)
