@@ -17,6 +17,15 @@ def utc(y: int, m: int = 1, d: int = 1) -> dt.datetime:
     return dt.datetime(y, m, d, tzinfo=UTC)
 
 
+def pytest_collection_modifyitems(items):
+    """Files holding a ``slow`` or ``browser`` test run first, each file's order kept: with
+    the suite spread over workers a file at a time (``-n 2 --dist loadfile``, the README's
+    command), the long files then start at once instead of ending the run one by one."""
+    slow_files = {item.path for item in items
+                  if item.get_closest_marker("slow") or item.get_closest_marker("browser")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
 @pytest.fixture
 def storage_root(tmp_path):
     root = tmp_path / "data"
