@@ -98,6 +98,15 @@ def _bit(bits, j):
 
 
 @nb.njit(cache=True, nogil=True)
+def all_within(values, lo, hi):
+    """Whether every value lies in [lo, hi] (stops at the first that does not)."""
+    for v in values:
+        if v < lo or v > hi:
+            return False
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
 def scan_rows(
     mid,
     country_raw,

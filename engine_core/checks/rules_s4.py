@@ -62,7 +62,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine_core.checks.contract import schema_rule
@@ -84,6 +83,7 @@ from engine_core.checks.event_scan import (
     ST_ROWS,
     ST_VIRTUAL,
     UNIFORMITY_BINS,
+    all_within,
     duplicate_ids,
     sample_table,
     scan_rows,
@@ -135,6 +135,8 @@ from engine_core.kernels.parallel import same_threads
 from engine_core.rng.streams import stream_keys
 from engine_core.timebase import US_PER_S as US
 from engine_core.tz import to_local_us
+
+Positions = range | np.ndarray  # partition positions of a batch's rows
 
 REDERIVE_EVENT_BUDGET = 1 << 20
 INT64_MIN = np.iinfo(np.int64).min
@@ -427,14 +429,13 @@ class EventChecks:
                 out.append((f, first, groups))
         return out
 
-    def _own(self, tbl: pa.Table, pos0: int) -> tuple[pa.Table, np.ndarray]:
-        """The rows of ``tbl`` whose merchant_id the shard owns, and their positions."""
-        col = tbl.column("merchant_id")
+    def _own(self, tbl: pa.Table, pos0: int) -> tuple[pa.Table, Positions]:
+        """The rows of ``tbl`` whose merchant_id the shard owns, and their positions (a
+        ``range`` when the shard owns the whole batch)."""
+        mid = u64(tbl.column("merchant_id"))
         lo, hi = np.uint64(self.spec.id_lo), np.uint64(self.spec.id_hi)
-        bounds = pc.min_max(col)
-        if tbl.num_rows and lo <= bounds["min"].as_py() and bounds["max"].as_py() <= hi:
-            return tbl, np.arange(pos0, pos0 + tbl.num_rows, dtype=np.int64)
-        mid = u64(col)
+        if tbl.num_rows and all_within(mid, lo, hi):
+            return tbl, range(pos0, pos0 + tbl.num_rows)
         own = (mid >= lo) & (mid <= hi)
         rows = np.flatnonzero(own)
         return tbl.filter(pa.array(own)), pos0 + rows
@@ -628,7 +629,7 @@ class EventChecks:
                 )
             ids.add(b.aid)
 
-    def _runs(self, b: Batch, pos: np.ndarray) -> None:
+    def _runs(self, b: Batch, pos: Positions) -> None:
         """Runs of consecutive partition rows. A row that starts a run follows, in the
         partition, a row of another shard: its comparison with the shard's previous row says
         nothing about the partition's order (the merge compares the runs' ends instead)."""
@@ -656,11 +657,11 @@ class EventChecks:
         self.last_pos = int(pos[-1])
 
     @staticmethod
-    def _close_run(run: RowRun, b: Batch, pos: np.ndarray, i: int) -> None:
+    def _close_run(run: RowRun, b: Batch, pos: Positions, i: int) -> None:
         run.end = int(pos[i])
         run.last = (int(b.mid[i]), int(b.ts[i]), int(b.seq[i]))
 
-    def _per_row_clocks(self, b: Batch, pos: np.ndarray, flagged: np.ndarray) -> None:
+    def _per_row_clocks(self, b: Batch, pos: Positions, flagged: np.ndarray) -> None:
         """Rows the reference table cannot judge (a transition inside their bucket, a zone
         outside the table): convert them one by one, zone by zone."""
         found: list[tuple[tuple, str]] = []
@@ -696,7 +697,7 @@ class EventChecks:
         self.local_examples = sorted(self.local_examples + found, key=lambda e: e[0])
         self.local_examples = self.local_examples[:MAX_EXAMPLES]
 
-    def _collect_offences(self, b: Batch, pos: np.ndarray, flagged: np.ndarray) -> None:
+    def _collect_offences(self, b: Batch, pos: Positions, flagged: np.ndarray) -> None:
         f = b.flags[flagged]
 
         def add(code: str, bit: int, detail) -> None:

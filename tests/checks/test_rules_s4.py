@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from engine_core.checks.contract import schema_rule
-from engine_core.checks.event_scan import UNIFORMITY_BINS, uniformity_edges
+from engine_core.checks.event_scan import UNIFORMITY_BINS, all_within, uniformity_edges
 from engine_core.checks.law import weekend_sums
 from engine_core.checks.rules_s4 import (
     pooled_shares,
@@ -414,3 +414,13 @@ def test_weekend_sums_equal_the_law_arrays():
     for lo, hi in ((0, 17), (17, n)):
         weekend_sums(lam[lo:hi], group[lo:hi], factor, lam_max, weekend, zone[lo:hi], two)
     assert two == pytest.approx(got, rel=1e-12)
+
+
+def test_all_within_checks_both_bounds_inclusive():
+    top = np.uint64(2**64 - 1)
+    ids = np.array([5, 9, 7], dtype=np.uint64)
+    assert all_within(ids, np.uint64(5), np.uint64(9))
+    assert not all_within(ids, np.uint64(6), np.uint64(9))
+    assert not all_within(ids, np.uint64(5), np.uint64(8))
+    assert all_within(np.array([top, 0], dtype=np.uint64), np.uint64(0), top)
+    assert all_within(np.empty(0, dtype=np.uint64), np.uint64(1), np.uint64(0))

@@ -558,3 +558,15 @@ def test_every_rule_has_a_failing_test():
     src = Path(__file__).read_text()
     missing = sorted(r.code for r in RULES if f'"{r.code}"' not in src)
     assert not missing, f"rules without a corruption test: {missing}"
+
+
+def test_events_with_merchant_id_all_null_fail_without_an_error(eng):
+    """A part file whose merchant_id is null throughout: the rules evaluate it, in shards too,
+    and fail with examples."""
+    t = read(eng, "arrival_events")
+    mid = ints(t, "merchant_id").astype(np.uint64)
+    t = put(t, "merchant_id", mid, mask=np.ones(t.num_rows, dtype=bool))
+    write(eng, "arrival_events", t.cast(t.schema.set(
+        t.schema.get_field_index("merchant_id"), pa.field("merchant_id", pa.uint64()))))
+    bad = failed(eng, "s4")
+    assert {"EVENTS_SCHEMA", "EVENTS_CONSERVATION", "EVENTS_ROUTING_MEMBERSHIP"} <= set(bad)
