@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import numba as nb
 import numpy as np
@@ -52,7 +51,7 @@ from engine_core.checks.world_index import WorldIndex, boolean, i64
 from engine_core.io.batches import prefetched
 from engine_core.kernels.arrivals import MODE_PHYSICAL, MODE_VIRTUAL
 from engine_core.kernels.counts import count_draw
-from engine_core.kernels.parallel import parallel_for
+from engine_core.kernels.parallel import parallel_for, side_pool
 from engine_core.timebase import US_PER_S as US
 
 REL_TOL = 1e-9  # float sums of the same numbers in another order
@@ -354,7 +353,7 @@ def _counts_checks(ctx, store, year: int) -> list[RuleResult]:
     label = index.cell_label
     chunks = series_chunks(S, B)  # the chunks law_mu computes μ in
     # the law's published inputs are read beside the first pass over the rows
-    with ThreadPoolExecutor(1, thread_name_prefix="s3-law") as beside:
+    with side_pool(1, "s3-law") as beside:
         law_inputs = beside.submit(_law_inputs, ctx, store, year, index)
         rows = CountRows(ctx, store, year, index, chunks)
         groups, lat = law_inputs.result()

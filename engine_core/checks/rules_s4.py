@@ -131,7 +131,7 @@ from engine_core.checks.world_index import (
 from engine_core.io.batches import iter_row_groups, overlapping_row_groups
 from engine_core.io.memory import release_memory
 from engine_core.kernels.arrivals import generate_events
-from engine_core.kernels.parallel import same_threads
+from engine_core.kernels.parallel import side_pool
 from engine_core.rng.streams import stream_keys
 from engine_core.timebase import US_PER_S as US
 from engine_core.tz import to_local_us
@@ -183,8 +183,7 @@ def sharded_rules(ctx, store, year: int, shards: int | None = None) -> list[Rule
         dirs = [p.ids_dir for p in partials]
         # the law's side of the weekend rule reads no event: it runs beside the id classes
         # (after the shards, so that its arrays do not add to a shard's peak)
-        with ThreadPoolExecutor(2, thread_name_prefix="s4-rules",
-                                initializer=same_threads()) as beside:
+        with side_pool(2, "s4-rules") as beside:
             law = beside.submit(weekend_law, ctx, store, year, world)
             classes = id_classes(store, plan, dirs, beside)
             return merge_partials(ctx, store, plan, partials, classes, law.result(), world)

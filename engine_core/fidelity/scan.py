@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +23,7 @@ import pyarrow.parquet as pq
 from engine_core.checks.world_index import i64, u64
 from engine_core.fidelity.fold import fold_events
 from engine_core.io.files import dataset_files, filesystem_for
+from engine_core.kernels.parallel import side_pool
 from engine_core.kernels.parallel import threads as parallel_threads
 from engine_core.schemas import CALENDAR_ALL_ZONES, DEMAND_CLASSES, HOURS_PER_WEEK
 from engine_core.timebase import US_PER_S
@@ -65,7 +65,7 @@ def _each_row_group(path: str, columns: list[str], fold: Callable[[pa.Table], ob
                                                                 use_threads=False))
 
     n_threads = max(1, min(threads or parallel_threads(), len(tasks) or 1))
-    with ThreadPoolExecutor(n_threads, thread_name_prefix="fidelity-scan") as pool:
+    with side_pool(n_threads, "fidelity-scan") as pool:
         # at most a few row groups ahead of the consumer
         pending: list = []
         for task in tasks:

@@ -46,6 +46,12 @@ def same_threads() -> Callable[[], None]:
     return lambda: numba.set_num_threads(n)
 
 
+def side_pool(workers: int, name: str) -> ThreadPoolExecutor:
+    """A pool for the engine's side work (writers, readers, work beside a pass) whose threads
+    run with the calling thread's Numba setting (:func:`same_threads`)."""
+    return ThreadPoolExecutor(workers, thread_name_prefix=name, initializer=same_threads())
+
+
 def _executor(n: int) -> ThreadPoolExecutor:
     with _lock:
         if _pool[0] is None or _pool[1] != n:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ from engine_core.io.memory import release_memory
 from engine_core.io.publish import write_json_atomic
 from engine_core.io.store import PARQUET_OPTS, TOTALS, DatasetStore
 from engine_core.kernels.counts import bucket_counts
+from engine_core.kernels.parallel import side_pool
 from engine_core.pipeline.columns import dict_array, ts_array
 from engine_core.pipeline.jit import warm_up_kernels
 from engine_core.pipeline.progress import ProgressReporter, peak_rss_mb
@@ -113,7 +113,7 @@ def _sample_window(ctx: RunContext, store: DatasetStore, w: Window, keys: np.nda
     # a chunk's rows are sorted and written by a thread of its own while the next chunk is
     # sampled; chunks are written, and their sums added, in order (the same bytes and sums)
     with (pq.ParquetWriter(path, schemas.BUCKET_COUNTS, **PARQUET_OPTS) as writer,
-          ThreadPoolExecutor(1, thread_name_prefix="s3-writer") as pool):
+          side_pool(1, "s3-writer") as pool):
         pending = None
         for lo, hi in ctx.series_chunks(CELLS_PER_CHUNK, w.n_buckets, shard):
             lam = ctx.lambda_chunk(w, lo, hi, day_mult, first_day)

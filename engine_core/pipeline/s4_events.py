@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,7 @@ from engine_core.kernels.arrivals import (
     balanced_blocks,
     realise_groups,
 )
+from engine_core.kernels.parallel import side_pool
 from engine_core.pipeline.columns import event_arrays, events_table, write_events
 from engine_core.pipeline.jit import warm_up_kernels
 from engine_core.pipeline.progress import ProgressReporter, peak_rss_mb
@@ -183,7 +184,7 @@ def _realise_window(ctx: RunContext, store: DatasetStore, w: Window, shard: Shar
     names: list[str] = []
     n_events = 0
     blocks = dict.fromkeys(FAMILIES, 0)
-    with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+    with side_pool(WRITERS, "s4-writer") as pool:
         pending: list[Future] = []
         for chunk in count_chunks(ctx, store, w, shard):
             out = realise_chunk(ctx, chunk, keys, bucket_us, seq_next, blocks)

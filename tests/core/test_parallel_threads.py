@@ -11,7 +11,7 @@ import numba
 import pytest
 
 from engine_core.io.batches import prefetched
-from engine_core.kernels.parallel import same_threads
+from engine_core.kernels.parallel import same_threads, side_pool
 
 
 @pytest.fixture
@@ -36,6 +36,9 @@ def test_a_plain_thread_does_not_inherit_the_setting(one_thread):
 def test_pools_and_the_prefetching_reader_run_with_the_callers_setting(one_thread):
     with ThreadPoolExecutor(1, initializer=same_threads()) as pool:
         assert pool.submit(numba.get_num_threads).result() == 1
+    with side_pool(2, "side") as pool:  # the engine's writers, readers and side work
+        assert [f.result() for f in [pool.submit(numba.get_num_threads) for _ in range(4)]] \
+            == [1, 1, 1, 1]
 
     def counts():
         for _ in range(3):
