@@ -86,6 +86,13 @@ def place_latent(gcode, start, f_rows, z_rows, bucket_us, first_bucket, n_b, fac
     return n_bad
 
 
+def law_inputs(ctx, store, year: int, index: WorldIndex, with_z: bool = False
+               ) -> tuple[PublishedGroups, Latent]:
+    """The published grouping and S2 factors (and z) the law's μ is computed from."""
+    groups = published_groups(ctx, store, year, index)
+    return groups, read_latent(ctx, store, year, groups.group_ids, with_z=with_z)
+
+
 def read_latent(ctx, store, year: int, group_ids: list[str], with_z: bool = False) -> Latent:
     """Stream the S2 partition into dense [G, B] arrays: memory is the arrays plus two row
     groups, never the table (a year of the reference world is 34 M rows)."""

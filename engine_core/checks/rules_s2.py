@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from engine_core.checks.contract import schema_rule
-from engine_core.checks.law import published_groups, read_latent
+from engine_core.checks.law import law_inputs
 from engine_core.checks.verdicts import Offences, RuleResult, guarded, state_rules, verdict
 from engine_core.checks.world_index import WorldIndex
 from engine_core.kernels.latent import latent_field
@@ -102,8 +102,7 @@ def s2_rules(ctx, store, year: int) -> list[RuleResult]:
 def _latent_checks(ctx, store, year: int) -> list[RuleResult]:
     w = ctx.window(year)
     index = WorldIndex(ctx)
-    groups = published_groups(ctx, store, year, index)
-    lat = read_latent(ctx, store, year, groups.group_ids, with_z=True)
+    groups, lat = law_inputs(ctx, store, year, index, with_z=True)
     pol = ctx.policy
     lo, hi = pol.latent.factor_clip
     G, B = lat.tally.shape

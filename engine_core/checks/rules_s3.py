@@ -37,14 +37,7 @@ import numpy as np
 import pyarrow as pa
 
 from engine_core.checks.contract import schema_rule
-from engine_core.checks.law import (
-    Latent,
-    PublishedGroups,
-    law_mu,
-    published_groups,
-    read_latent,
-    series_chunks,
-)
+from engine_core.checks.law import law_inputs, law_mu, series_chunks
 from engine_core.checks.rules_s2 import evenly_spaced
 from engine_core.checks.verdicts import Offences, RuleResult, guarded, state_rules, verdict
 from engine_core.checks.world_index import WorldIndex, boolean, i64
@@ -338,12 +331,6 @@ class CountRows:
         return self.index.cell_label(s, self.first + b, self.D)
 
 
-def _law_inputs(ctx, store, year: int, index: WorldIndex) -> tuple[PublishedGroups, Latent]:
-    """The published grouping and S2 factors the law's μ is computed from."""
-    groups = published_groups(ctx, store, year, index)
-    return groups, read_latent(ctx, store, year, groups.group_ids)
-
-
 def _counts_checks(ctx, store, year: int) -> list[RuleResult]:
     w = ctx.window(year)
     pol = ctx.policy
@@ -354,9 +341,9 @@ def _counts_checks(ctx, store, year: int) -> list[RuleResult]:
     chunks = series_chunks(S, B)  # the chunks law_mu computes μ in
     # the law's published inputs are read beside the first pass over the rows
     with side_pool(1, "s3-law") as beside:
-        law_inputs = beside.submit(_law_inputs, ctx, store, year, index)
+        inputs = beside.submit(law_inputs, ctx, store, year, index)
         rows = CountRows(ctx, store, year, index, chunks)
-        groups, lat = law_inputs.result()
+        groups, lat = inputs.result()
     R = rows.rows
 
     # ---------------------------------------------------------------- COUNTS_DOMAIN_ALIGN

@@ -105,7 +105,7 @@ from engine_core.checks.event_shards import (
     read_id_class,
     rule_shards,
 )
-from engine_core.checks.law import law_lambda, published_groups, read_latent, weekend_sums
+from engine_core.checks.law import law_inputs, law_lambda, weekend_sums
 from engine_core.checks.local_clock import LocalClockReference
 from engine_core.checks.rules_s2 import evenly_spaced
 from engine_core.checks.verdicts import (
@@ -232,8 +232,7 @@ def weekend_law(ctx, store, year: int, world: WorldIndex | None = None) -> tuple
     EVENTS_WEEKEND_SHARE, from the published grouping and factors (reads no event)."""
     world = world if world is not None else WorldIndex(ctx)
     weekend = weekend_mask(ctx, year, len(world.tzids))
-    groups = published_groups(ctx, store, year, world)
-    lat = read_latent(ctx, store, year, groups.group_ids)
+    groups, lat = law_inputs(ctx, store, year, world)
     zone = np.ascontiguousarray(world.series_zone, dtype=np.int64)
     factor = np.ascontiguousarray(lat.factor, dtype=np.float64)
     if factor.shape[0] == 0:  # no group at all: no cell has a law μ
