@@ -18,6 +18,10 @@ sequence: a before/after comparison on one machine state (``--gen-src DIR`` take
 from such a tree too, ``--only-variants`` leaves this tree's rules out: with snapshots of
 both trees the source can change while the benchmark runs). A tree's first run compiles its
 Numba cache unless ``--warm`` runs (unmeasured, generation and every variant) come first.
+``--floor`` adds the floor (``benchmarks/floor.py`` over the same published S3 partition, in
+a fresh process right after generation in each round) and prints generation / floor per run,
+in CPU and in wall: CPU is the steadier ratio on a shared machine, where the wall of two
+processes timed one after the other moves with the load between them.
 ``--verdicts FILE`` writes each variant's verdicts (code, passed, figures) of its last run as
 JSON, so verdicts of two trees can be compared.
 """
@@ -62,6 +66,15 @@ elif what == "gen":
     c0, t0 = cpu(), time.perf_counter()
     res = run.state("s4")
     out.update(cpu=cpu() - c0, wall=time.perf_counter() - t0, events=res.events)
+elif what == "floor":
+    import shutil
+    sys.path.insert(0, {bench!r})
+    from floor import run_floor
+    floor_out = {out!r} + "/_floor"
+    c0, t0 = cpu(), time.perf_counter()
+    res = run_floor(run, year, floor_out)
+    out.update(cpu=cpu() - c0, wall=time.perf_counter() - t0, events=res["events"])
+    shutil.rmtree(floor_out, ignore_errors=True)
 else:
     from engine_core.checks.rules_s4 import s4_rules
     c0, t0 = cpu(), time.perf_counter()
@@ -76,7 +89,8 @@ print(json.dumps(out, default=str))
 
 def child(args: argparse.Namespace, what: str, src: str | None = None) -> dict:
     code = CHILD.format(world=args.world, scenario=args.scenario, start=args.start,
-                        end=args.end, out=args.out, seed=args.seed, what=what)
+                        end=args.end, out=args.out, seed=args.seed, what=what,
+                        bench=str(ROOT / "benchmarks"))
     env = dict(os.environ)
     if src is not None:
         env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
@@ -108,7 +122,11 @@ def main() -> None:
     p.add_argument("--only-variants", action="store_true",
                    help="measure the variants' rules, not this tree's")
     p.add_argument("--verdicts", default=None)
+    p.add_argument("--floor", action="store_true",
+                   help="also the floor (benchmarks/floor.py) after generation in each round")
     args = p.parse_args()
+    if args.floor and args.no_gen:
+        p.error("--floor compares the floor with generation: not with --no-gen")
 
     variants: list[tuple[str, str | None]] = [] if args.only_variants else [("rules", None)]
     for v in args.variant:
@@ -124,10 +142,13 @@ def main() -> None:
         for _name, src in variants:
             child(args, "rules", src)
     series: dict[str, list[dict]] = {"gen": []} if not args.no_gen else {}
+    if args.floor:
+        series["floor"] = []
     series.update({name: [] for name, _ in variants})
     last: dict[str, list] = {}
     for k in range(args.runs):
-        order = ([("gen", gen_src, "gen")] if not args.no_gen else []) + [
+        order = ([("gen", gen_src, "gen")] if not args.no_gen else []) + (
+            [("floor", None, "floor")] if args.floor else []) + [
             (name, src, "rules") for name, src in variants
         ]
         for name, src, what in order:
@@ -150,6 +171,13 @@ def main() -> None:
             per_run = [r["cpu"] / g["cpu"] for r, g in zip(series[name], series["gen"],
                                                             strict=True)]
             print(f"{name}: per-run CPU ratios "
+                  + ", ".join(f"{x:.3f}" for x in per_run)
+                  + f"; median of ratios {statistics.median(per_run):.3f}")
+    if args.floor:
+        for key, label in (("cpu", "CPU"), ("wall", "wall")):
+            per_run = [g[key] / f[key] for g, f in zip(series["gen"], series["floor"],
+                                                       strict=True)]
+            print(f"generation / floor, {label}: per run "
                   + ", ".join(f"{x:.3f}" for x in per_run)
                   + f"; median of ratios {statistics.median(per_run):.3f}")
     if args.verdicts:
