@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine_core import schemas
+from engine_core.io.memory import chunk_heap
 from engine_core.pipeline.columns import dict_array as _dict_array
 from engine_core.pipeline.columns import ts_array as _ts_array
 from engine_core.pipeline.run import Run
@@ -56,7 +57,8 @@ def run_floor(engine: Run, year: int, out_dir: str) -> dict:
     site_n = np.maximum(m.site_n, 1)  # virtual series route to their first site here
     t0 = time.perf_counter()
     events = 0
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    # the allocator as S4 has it: a chunk's pages kept for the next chunk
+    with chunk_heap(), ThreadPoolExecutor(max_workers=2) as pool:
         pending = []
         for k, chunk in enumerate(count_chunks(engine.ctx, engine.store, w, None)):
             rs = engine.ctx.series_index_of(chunk)

@@ -1,5 +1,5 @@
-"""The C library's allocator, from Python: memory handed back between large passes, and a
-worker's steady-state thresholds.
+"""The C library's allocator, from Python: a chunked pass's heap kept from chunk to chunk,
+memory handed back between large passes, and a worker's steady-state thresholds.
 
 Arrow's allocator (mimalloc) keeps freed pages for reuse, and glibc keeps the top of its
 heaps; after a pass that decoded gigabytes, the next pass's peak would otherwise stack on
@@ -8,10 +8,13 @@ memory the process no longer uses.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
 import os
+import threading
+from collections.abc import Iterator
 
 import pyarrow as pa
 
@@ -19,6 +22,9 @@ import pyarrow as pa
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 2 * MMAP_THRESHOLD
+# during a chunked pass (chunk_heap): a chunk's columns come from the heap, which keeps them
+PASS_MMAP_THRESHOLD = 64 << 20
+PASS_TRIM_THRESHOLD = 1 << 30
 
 
 @functools.cache
@@ -41,6 +47,53 @@ def release_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+class _HeapPasses:
+    """How many chunked passes run in this process (they may overlap in a worker's threads):
+    the first sets the pass thresholds, the last restores the steady state."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users = 0
+
+
+_PASSES = _HeapPasses()
+
+
+@contextlib.contextmanager
+def chunk_heap() -> Iterator[bool]:
+    """glibc's heap keeps what a chunk frees for the next chunk, for the span of a chunked
+    pass (S4 generation); yields whether the thresholds were set.
+
+    Each S4 chunk allocates its columns anew (a few hundred MB of NumPy arrays of 8–24 MB)
+    and frees them once written. With glibc's defaults the heap's free top beyond its trim
+    threshold (twice the mmap threshold: tens of MB) goes back to the kernel after every
+    chunk, so the next chunk's columns are fresh pages the kernel faults in and zeroes.
+    During the pass blocks up to ``PASS_MMAP_THRESHOLD`` come from the heap and the heap is
+    trimmed only above ``PASS_TRIM_THRESHOLD``; the pages it keeps are the ones the next
+    chunk reuses: a sixth fewer page faults, the peak unchanged (docs/benchmarks.md,
+    "Keeping a chunk's pages").
+    After the last pass glibc's steady-state thresholds are set and the caller's
+    :func:`release_memory` trims the heap. Nothing is set where the C library is not glibc,
+    or with ``ENGINE_WORKER_MALLOC=dask`` (the environment's thresholds are kept)."""
+    mallopt = _glibc("mallopt")
+    if mallopt is None or os.environ.get("ENGINE_WORKER_MALLOC") == "dask":
+        yield False
+        return
+    with _PASSES.lock:
+        if _PASSES.users == 0:
+            mallopt(M_MMAP_THRESHOLD, PASS_MMAP_THRESHOLD)
+            mallopt(M_TRIM_THRESHOLD, PASS_TRIM_THRESHOLD)
+        _PASSES.users += 1
+    try:
+        yield True
+    finally:
+        with _PASSES.lock:
+            _PASSES.users -= 1
+            if _PASSES.users == 0:
+                mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+                mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
 
 
 @functools.cache

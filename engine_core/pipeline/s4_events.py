@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from engine_core import schemas
 from engine_core.context import RunContext, Shard, Window
 from engine_core.errors import EngineError
-from engine_core.io.memory import release_memory
+from engine_core.io.memory import chunk_heap, release_memory
 from engine_core.io.publish import sync_file, write_json_atomic
 from engine_core.io.store import TOTALS, DatasetStore
 from engine_core.kernels.arrivals import (
@@ -232,22 +232,24 @@ def run(ctx: RunContext, store: DatasetStore, progress: ProgressCallback | None 
                 for w in ctx.windows)
     rep = ProgressReporter(progress, "s4", grand, "events")
     done = [0]
-    for w in ctx.windows:
-        if shard is None:
-            store.withdraw_passed_flag(w.year)
-            final = store.dataset_path("arrival_events", w.year)
-            # the replaced partition (a re-run) is removed while the next state runs:
-            # deleting gigabytes is disk work that the publish need not wait for
-            with store.publishing("arrival_events", w.year, discard_in_background=True) as stage:
-                # on an object store the stage is a local copy to upload: no fsync per part
-                n_events, names = _realise_window(ctx, store, w, None, stage,
-                                                  store.storage.is_local, rep, done)
-            paths += [f"{final}/{n}" for n in names]
-        else:
-            stage = store.shard_dir("arrival_events", w.year, shard.name)
-            n_events, names = _realise_window(ctx, store, w, shard, stage, False, rep, done)
-            paths += [os.path.join(stage, n) for n in names]
-        events_total += n_events
+    with chunk_heap():  # the heap keeps a chunk's pages for the next chunk
+        for w in ctx.windows:
+            if shard is None:
+                store.withdraw_passed_flag(w.year)
+                final = store.dataset_path("arrival_events", w.year)
+                # the replaced partition (a re-run) is removed while the next state runs:
+                # deleting gigabytes is disk work that the publish need not wait for
+                with store.publishing("arrival_events", w.year,
+                                      discard_in_background=True) as stage:
+                    # on an object store the stage is a local copy to upload: no fsync per part
+                    n_events, names = _realise_window(ctx, store, w, None, stage,
+                                                      store.storage.is_local, rep, done)
+                paths += [f"{final}/{n}" for n in names]
+            else:
+                stage = store.shard_dir("arrival_events", w.year, shard.name)
+                n_events, names = _realise_window(ctx, store, w, shard, stage, False, rep, done)
+                paths += [os.path.join(stage, n) for n in names]
+            events_total += n_events
     release_memory()
     rep.finish()
     elapsed = time.perf_counter() - t0
