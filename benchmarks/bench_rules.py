@@ -20,8 +20,8 @@ both trees the source can change while the benchmark runs). A tree's first run c
 Numba cache unless ``--warm`` runs (unmeasured, generation and every variant) come first.
 ``--floor`` adds the floor (``benchmarks/floor.py`` over the same published S3 partition, in
 a fresh process right after generation in each round) and prints generation / floor per run,
-in CPU and in wall: CPU is the steadier ratio on a shared machine, where the wall of two
-processes timed one after the other moves with the load between them.
+in CPU and in wall (on a quiet machine CPU is the steadier of the two; the wall of two
+processes timed one after the other moves with the load between them).
 ``--verdicts FILE`` writes each variant's verdicts (code, passed, figures) of its last run as
 JSON, so verdicts of two trees can be compared.
 """
