@@ -1,11 +1,14 @@
 """Digests of a run's published files, to prove that a change leaves the output unchanged.
 
-Two digests per file: ``sha256`` of the bytes, and for Parquet ``content``, a SHA-256 over the
-table's values (every column, dictionaries decoded, nulls marked; not the chunks or the bytes
-Arrow leaves past a buffer's end). Bytes are the contract within one pyarrow release and one
-file layout; the content digest still holds where another pyarrow writes other bytes (its
-``created_by`` footer) or the pages are cut differently, so the test compares bytes only
-when the pyarrow that recorded them is the one installed.
+Two digests per file: ``sha256`` of the bytes, and ``content``: for Parquet a SHA-256 over
+the table's values (every column, dictionaries decoded, nulls marked; not the chunks or the
+bytes Arrow leaves past a buffer's end), for JSON one over its canonical form less what names
+the version of a library (the local-clock rule's reference, ``polars <version>``, and the
+PASS flag's digest of the report's bytes, which include it). Bytes are the contract within
+one pyarrow and one polars release; the content digest still holds where another pyarrow
+writes other bytes (its ``created_by`` footer) or the pages are cut differently, or another
+polars is the reference, so the test compares bytes only when the pyarrow and the polars
+that recorded them are the ones installed.
 
 Record (only in a commit that says why the output changed)::
 
@@ -22,6 +25,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -69,6 +73,27 @@ def _content_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+# JSON fields that name a library's version: the local-clock rule's reference library, and
+# the PASS flag's SHA-256 of the report's bytes
+_REFERENCE_FIELD = "reference"
+_REPORT_DIGEST_FIELD = "report_sha256"
+
+
+def _without_versions(value):
+    if isinstance(value, dict):
+        return {k: (v.split(" ", 1)[0] if k == _REFERENCE_FIELD and isinstance(v, str)
+                    else _without_versions(v))
+                for k, v in value.items() if k != _REPORT_DIGEST_FIELD}
+    if isinstance(value, list):
+        return [_without_versions(v) for v in value]
+    return value
+
+
+def _json_digest(path: Path) -> str:
+    canonical = json.dumps(_without_versions(json.loads(path.read_text())), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def digest_run(run_dir: str | os.PathLike) -> dict[str, dict[str, str]]:
     """Digests of every published file under a run directory (staging and locks left out)."""
     root = Path(run_dir)
@@ -80,6 +105,8 @@ def digest_run(run_dir: str | os.PathLike) -> dict[str, dict[str, str]]:
         entry = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
         if path.suffix == ".parquet":
             entry["content"] = _content_digest(path)
+        elif path.suffix == ".json" or path.name == "_passed.flag":  # the flag is JSON too
+            entry["content"] = _json_digest(path)
         out[rel] = entry
     return out
 
@@ -105,8 +132,9 @@ def record(tmp: str) -> None:
         run_dir = realise(world, start, end, root)
         runs[name] = digest_run(run_dir)
         identity[name] = os.path.relpath(run_dir, root)
-    DIGESTS.write_text(json.dumps({"pyarrow": pa.__version__, "identity": identity,
-                                   "runs": runs}, indent=1, sort_keys=True) + "\n")
+    DIGESTS.write_text(json.dumps({"pyarrow": pa.__version__, "polars": pl.__version__,
+                                   "identity": identity, "runs": runs},
+                                  indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
