@@ -49,6 +49,18 @@ def release_memory() -> None:
         trim(0)
 
 
+def _thresholds(mmap_threshold: int, trim_threshold: int) -> bool:
+    """Set glibc's mmap and trim thresholds; False where they are the environment's to keep
+    (``ENGINE_WORKER_MALLOC=dask``) or the C library is not glibc."""
+    if os.environ.get("ENGINE_WORKER_MALLOC", "tuned") == "dask":
+        return False
+    mallopt = _glibc("mallopt")
+    if mallopt is None:
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(
+        mallopt(M_TRIM_THRESHOLD, trim_threshold))
+
+
 class _HeapPasses:
     """How many chunked passes run in this process (they may overlap in a worker's threads):
     the first sets the pass thresholds, the last restores the steady state."""
@@ -77,23 +89,19 @@ def chunk_heap() -> Iterator[bool]:
     After the last pass glibc's steady-state thresholds are set and the caller's
     :func:`release_memory` trims the heap. Nothing is set where the C library is not glibc,
     or with ``ENGINE_WORKER_MALLOC=dask`` (the environment's thresholds are kept)."""
-    mallopt = _glibc("mallopt")
-    if mallopt is None or os.environ.get("ENGINE_WORKER_MALLOC") == "dask":
+    with _PASSES.lock:
+        tuned = _PASSES.users > 0 or _thresholds(PASS_MMAP_THRESHOLD, PASS_TRIM_THRESHOLD)
+        _PASSES.users += tuned
+    if not tuned:
         yield False
         return
-    with _PASSES.lock:
-        if _PASSES.users == 0:
-            mallopt(M_MMAP_THRESHOLD, PASS_MMAP_THRESHOLD)
-            mallopt(M_TRIM_THRESHOLD, PASS_TRIM_THRESHOLD)
-        _PASSES.users += 1
     try:
         yield True
     finally:
         with _PASSES.lock:
             _PASSES.users -= 1
             if _PASSES.users == 0:
-                mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-                mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+                _thresholds(MMAP_THRESHOLD, TRIM_THRESHOLD)
 
 
 @functools.cache
@@ -108,10 +116,4 @@ def tune_allocator() -> bool:
     explicitly (trim at twice the threshold, as glibc does); memory above it still goes back
     to the system, so a worker's RSS still falls between runs (docs/operations.md).
     ``ENGINE_WORKER_MALLOC=dask`` keeps dask's setting."""
-    if os.environ.get("ENGINE_WORKER_MALLOC", "tuned") == "dask":
-        return False
-    mallopt = _glibc("mallopt")
-    if mallopt is None:  # not glibc: nothing to tune
-        return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
-        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return _thresholds(MMAP_THRESHOLD, TRIM_THRESHOLD)

@@ -69,3 +69,24 @@ def test_a_pass_reuses_the_last_chunks_pages_and_gives_them_back_after():
     assert passing["faults"] * 10 <= plain["faults"], (passing, plain)
     # what the pass kept (a chunk's 192 MB) is handed back once it ends
     assert passing["kept_mb"] - passing["after_mb"] > 100, passing
+
+
+@pytest.mark.skipif(_glibc("mallopt") is None, reason="glibc's mallopt")
+def test_overlapping_passes_keep_the_pass_thresholds_until_the_last_ends(monkeypatch):
+    from engine_core.io import memory
+
+    calls: list[tuple[int, int]] = []
+    monkeypatch.delenv("ENGINE_WORKER_MALLOC", raising=False)
+    real = memory._thresholds
+    monkeypatch.setattr(memory, "_thresholds",
+                        lambda m, t: calls.append((m, t)) or real(m, t))
+    with memory.chunk_heap() as first:
+        with memory.chunk_heap() as second:  # another shard's pass in a worker's thread
+            assert memory._PASSES.users == 2
+        assert calls == [(memory.PASS_MMAP_THRESHOLD, memory.PASS_TRIM_THRESHOLD)]
+    assert first and second and memory._PASSES.users == 0
+    # the steady state once, after the last pass
+    assert calls[-1] == (memory.MMAP_THRESHOLD, memory.TRIM_THRESHOLD) and len(calls) == 2
+    monkeypatch.setenv("ENGINE_WORKER_MALLOC", "dask")
+    with memory.chunk_heap() as kept:
+        assert not kept and memory._PASSES.users == 0
