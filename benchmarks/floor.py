@@ -23,6 +23,7 @@ from engine_core.pipeline.columns import ts_array as _ts_array
 from engine_core.pipeline.columns import write_events
 from engine_core.pipeline.run import Run
 from engine_core.pipeline.s4_events import EVENTS_PER_CHUNK as S4_EVENTS_PER_CHUNK
+from engine_core.pipeline.s4_events import WRITERS as S4_WRITERS
 from engine_core.pipeline.s4_events import count_chunks
 from engine_core.rng.philox import philox_block, to_uniform
 from engine_core.rng.samplers import alias_pick, place_us
@@ -113,13 +114,13 @@ def run_floor(engine: Run, year: int, out_dir: str) -> dict:
     t0 = time.perf_counter()
     events = 0
     # the allocator as S4 has it: a chunk's pages kept for the next chunk
-    with chunk_heap(), ThreadPoolExecutor(max_workers=2) as pool:
+    with chunk_heap(), ThreadPoolExecutor(max_workers=S4_WRITERS) as pool:
         pending = []
         for k, chunk in enumerate(count_chunks(engine.ctx, engine.store, w, None)):
             tbl = floor.table(floor.kernel(chunk))
             path = os.path.join(out_dir, f"part-{k:05d}.parquet")
             pending.append(pool.submit(write_events, tbl, path))  # S4's Parquet settings
-            while len(pending) > 2:
+            while len(pending) >= S4_WRITERS:  # S4's bound on the chunks in flight
                 pending.pop(0).result()
             events += tbl.num_rows
         for f in pending:

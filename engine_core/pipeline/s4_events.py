@@ -197,7 +197,10 @@ def _realise_window(ctx: RunContext, store: DatasetStore, w: Window, shard: Shar
             n_events += len(out["arrival_id"])
             done[0] += len(out["arrival_id"])
             rep.update(done[0])
-            while len(pending) > WRITERS:  # bound memory: at most WRITERS chunks wait
+            # bound memory: the next chunk is realised while at most WRITERS - 1 chunks are
+            # being written (a third chunk in flight bought no speed on two cores and held
+            # ~250 MB more: docs/benchmarks.md, "Two chunks in flight")
+            while len(pending) >= WRITERS:
                 pending.pop(0).result()
         for fut in pending:
             fut.result()
