@@ -16,7 +16,6 @@ the median of the paired ratios B/A, and checks that both versions write identic
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib.util
 import statistics
 import sys
@@ -25,9 +24,10 @@ from types import ModuleType
 
 import numba
 import numpy as np
+from run_args import add_partition_args, run_config
 
 import engine_core.pipeline.s4_events as s4_mod
-from engine_core.pipeline import Run, RunConfig
+from engine_core.pipeline import Run
 from engine_core.pipeline.jit import warm_up
 from engine_core.schemas import EVENT_COLUMNS
 from engine_core.timebase import US_PER_S
@@ -52,20 +52,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--reps", type=int, default=12)
     p.add_argument("--chunks", type=int, default=2)
-    p.add_argument("--world", default="reference")
-    p.add_argument("--scenario", default="baseline")
-    p.add_argument("--start", default="2026-01-01")
-    p.add_argument("--end", default="2026-04-01")
-    p.add_argument("--seed", type=int, default=42)
+    add_partition_args(p)
     p.add_argument("--out", default="/tmp/arrival-bench")
     args = p.parse_args()
     mod_a, mod_b = load("kernel_a", args.a), load("kernel_b", args.b)
     numba.set_num_threads(args.threads)
-    utc = dt.UTC
-    eng = Run.open(RunConfig(world=args.world, scenario=args.scenario,
-                           start=dt.datetime.fromisoformat(args.start).replace(tzinfo=utc),
-                           end=dt.datetime.fromisoformat(args.end).replace(tzinfo=utc),
-                           storage_root=args.out, seed=args.seed))
+    eng = Run.open(run_config(args, args.out))
     warm_up()
     w = eng.ctx.window(eng.ctx.years[0])
     m = eng.ctx.arrays

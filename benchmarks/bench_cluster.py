@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from run_args import add_partition_args, run_config
+
 from engine_core.cluster.coordinator import (
     ClusterSettings,
     compute_state,
@@ -93,11 +95,7 @@ def _cpu_s() -> float:
 
 
 def _config(args: argparse.Namespace, root: str, threads: int | None) -> RunConfig:
-    def ts(text: str) -> dt.datetime:
-        return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
-
-    return RunConfig(world=args.world, scenario=args.scenario, start=ts(args.start),
-                     end=ts(args.end), storage_root=root, seed=args.seed, threads=threads)
+    return run_config(args, root, threads=threads)
 
 
 def time_variant(run: Run, cluster: LocalCluster | None, shards: int | None) -> dict:
@@ -174,11 +172,7 @@ def profile_ab(args: argparse.Namespace, base: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--world", default="reference")
-    p.add_argument("--scenario", default="baseline")
-    p.add_argument("--start", default="2026-01-01")
-    p.add_argument("--end", default="2026-04-01")
-    p.add_argument("--seed", type=int, default=42)
+    add_partition_args(p)
     p.add_argument("--shards", type=int, default=None)
     p.add_argument("--out", default=None)
     p.add_argument("--json", default=None)

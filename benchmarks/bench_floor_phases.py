@@ -23,7 +23,6 @@ their ratios; ``--json FILE`` keeps every figure.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import resource
 import statistics
@@ -35,9 +34,10 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from floor import FloorChunks  # noqa: E402
+from run_args import add_partition_args, run_config  # noqa: E402
 
 from engine_core.io.memory import chunk_heap  # noqa: E402
-from engine_core.pipeline import Run, RunConfig  # noqa: E402
+from engine_core.pipeline import Run  # noqa: E402
 from engine_core.pipeline.columns import events_table, write_events  # noqa: E402
 from engine_core.pipeline.s4_events import FAMILIES, count_chunks, realise_chunk  # noqa: E402
 from engine_core.timebase import US_PER_S  # noqa: E402
@@ -59,11 +59,7 @@ def encode(tbl: pa.Table) -> int:
 
 def open_run(args: argparse.Namespace) -> Run:
     """The run over ``--out``, with S1–S3 published there if they are not yet."""
-    cfg = RunConfig(
-        world=args.world, scenario=args.scenario, seed=args.seed, storage_root=args.out,
-        start=dt.datetime.fromisoformat(args.start).replace(tzinfo=dt.UTC),
-        end=dt.datetime.fromisoformat(args.end).replace(tzinfo=dt.UTC))
-    run = Run.open(cfg)
+    run = Run.open(run_config(args, args.out))
     year = run.ctx.years[0]
     if not run.store.is_published("bucket_counts", year):
         for state in ("world", "s1", "s2", "s3"):
@@ -140,11 +136,7 @@ class Phases:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--world", default="reference")
-    p.add_argument("--scenario", default="baseline")
-    p.add_argument("--start", default="2026-01-01")
-    p.add_argument("--end", default="2026-04-01")
-    p.add_argument("--seed", type=int, default=42)
+    add_partition_args(p)
     p.add_argument("--out", required=True, help="storage root (S3 published there if missing)")
     p.add_argument("--chunks", type=int, default=8, help="S4 chunks held and measured")
     p.add_argument("--reps", type=int, default=3, help="passes over the chunks")

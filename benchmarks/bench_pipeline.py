@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from run_args import add_partition_args
+
 ROOT = Path(__file__).resolve().parents[1]
 FLOOR_CODE = """
 import datetime as dt, json, sys
@@ -69,11 +71,7 @@ def run_floor(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--world", default="reference")
-    p.add_argument("--scenario", default="baseline")
-    p.add_argument("--start", default="2026-01-01")
-    p.add_argument("--end", default="2026-04-01")
-    p.add_argument("--seed", type=int, default=42)
+    add_partition_args(p)
     p.add_argument("--out", default="/tmp/arrival-bench")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--threads", type=int, default=None)

@@ -14,7 +14,6 @@ busy), which is how an idle tail shows up.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import resource
 import threading
@@ -23,9 +22,11 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from run_args import add_partition_args, run_config
+
 import engine_core.io.publish as publish
 import engine_core.pipeline.s4_events as s4_mod
-from engine_core.pipeline import Run, RunConfig
+from engine_core.pipeline import Run
 from engine_core.pipeline.jit import warm_up
 
 SPENT: dict[str, float] = defaultdict(float)
@@ -46,19 +47,10 @@ def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--world", default="reference")
-    p.add_argument("--scenario", default="baseline")
-    p.add_argument("--start", default="2026-01-01")
-    p.add_argument("--end", default="2026-04-01")
-    p.add_argument("--seed", type=int, default=42)
+    add_partition_args(p)
     p.add_argument("--out", default="/tmp/arrival-bench")
     args = p.parse_args()
-    utc = dt.UTC
-    cfg = RunConfig(world=args.world, scenario=args.scenario,
-                    start=dt.datetime.fromisoformat(args.start).replace(tzinfo=utc),
-                    end=dt.datetime.fromisoformat(args.end).replace(tzinfo=utc),
-                    storage_root=args.out, seed=args.seed)
-    eng = Run.open(cfg)
+    eng = Run.open(run_config(args, args.out))
     eng.ctx.arrays, eng.ctx.tz  # noqa: B018  (load the world before the clock starts)
     warm_up()
     s4_mod.realise_groups = timed("kernel (main thread)", s4_mod.realise_groups)

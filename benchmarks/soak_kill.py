@@ -49,6 +49,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from run_args import add_partition_args
 
 REPO = Path(__file__).resolve().parents[1]
 STATE_OF_DATASET = {"bucket_counts": "s3", "arrival_events": "s4", "validation": "s5"}
@@ -391,11 +392,7 @@ def summarise(trials: list[Trial]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--trials", type=int, default=20)
-    p.add_argument("--world", default="small")
-    p.add_argument("--scenario", default="baseline")
-    p.add_argument("--start", default="2026-01-01")
-    p.add_argument("--end", default="2026-04-01")
-    p.add_argument("--seed", type=int, default=42)
+    add_partition_args(p, world="small")
     p.add_argument("--rng-seed", type=int, default=20260101, help="seed of the kill delays")
     p.add_argument("--workdir", default=None, help="default: a temporary directory")
     p.add_argument("--json", default=None, help="write the results here as JSON")
