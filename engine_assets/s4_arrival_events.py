@@ -14,6 +14,8 @@ from engine_assets.partitions import ENGINE_BACKFILL_POLICY, engine_partitions
 from engine_assets.resources import EngineSettings, EngineStorage
 from engine_assets.retries import ENGINE_RETRY_POLICY
 from engine_assets.state_step import StateStep
+from engine_core.errors import EngineError
+from engine_core.fidelity.tallies import TallyRecorder
 
 S4_CHECKS = rule_check_specs("s4", S4_ARRIVAL_EVENTS)
 SAMPLE_COLUMNS = [
@@ -79,4 +81,17 @@ def s4_arrival_events(
         ),
         data_version=step.data_version("arrival_events"),
     )
-    yield from step.check_results("s4", S4_CHECKS)
+    # the rules' pass over the events also takes the fidelity report's tallies, so that the
+    # report does not decode the events again (engine_core/fidelity/tallies.py)
+    run = step.run
+    try:
+        tallies: TallyRecorder | None = TallyRecorder(
+            run.store.uri(), run.ctx.scenario, step.partition.year, world, run.ctx.policy)
+    except (EngineError, OSError) as e:
+        context.log.warning(f"fidelity tallies not taken beside the rules: {e}")
+        tallies = None
+    checks = step.check_results("s4", S4_CHECKS, rider=tallies)
+    if tallies is not None:
+        tallies.save()
+        context.log.info(tallies.outcome)
+    yield from checks

@@ -32,6 +32,7 @@ from engine_assets.retries import (
     transient_rule_errors,
     transient_rule_failure,
 )
+from engine_core.checks import Rider
 from engine_core.cluster import compute_state
 from engine_core.errors import EngineError
 from engine_core.pipeline.run import Run
@@ -155,10 +156,11 @@ class StateStep:
         return out
 
     def check_results(
-        self, state: str, specs: list[dg.AssetCheckSpec]
+        self, state: str, specs: list[dg.AssetCheckSpec], rider: Rider | None = None
     ) -> list[dg.AssetCheckResult]:
-        """Evaluate every rule of ``state`` over the published data."""
-        results = self.call(f"{state} checks", lambda: self.run.check(state))
+        """Evaluate every rule of ``state`` over the published data (the S4 rules handing
+        ``rider`` every table of rows they read)."""
+        results = self.call(f"{state} checks", lambda: self.run.check(state, rider=rider))
         return self.rule_results(results, specs)
 
     def rule_results(

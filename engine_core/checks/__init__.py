@@ -14,15 +14,17 @@ from __future__ import annotations
 from engine_core.checks.rules_s1 import s1_rules
 from engine_core.checks.rules_s2 import s2_rules
 from engine_core.checks.rules_s3 import s3_rules
-from engine_core.checks.rules_s4 import s4_rules
+from engine_core.checks.rules_s4 import Rider, s4_rules
 from engine_core.checks.rules_world import world_rules
 from engine_core.checks.verdicts import RuleResult
 from engine_core.context import RunContext
 from engine_core.io.store import DatasetStore
 
 
-def evaluate(ctx: RunContext, store: DatasetStore, state: str, year: int) -> list[RuleResult]:
-    """Every rule of ``state`` (world, s1, s2, s3, s4) over the partition ``year``."""
+def evaluate(ctx: RunContext, store: DatasetStore, state: str, year: int,
+             rider: Rider | None = None) -> list[RuleResult]:
+    """Every rule of ``state`` (world, s1, s2, s3, s4) over the partition ``year``; the S4
+    rules hand ``rider`` every table of rows they read (``rules_s4.Rider``)."""
     if state == "world":
         return world_rules(ctx, store)
     if state == "s1":
@@ -32,8 +34,8 @@ def evaluate(ctx: RunContext, store: DatasetStore, state: str, year: int) -> lis
     if state == "s3":
         return s3_rules(ctx, store, year)
     if state == "s4":
-        return s4_rules(ctx, store, year)
+        return s4_rules(ctx, store, year, rider=rider)
     raise ValueError(f"unknown state {state!r}: expected world, s1, s2, s3 or s4")
 
 
-__all__ = ["evaluate", "world_rules"]
+__all__ = ["Rider", "evaluate", "world_rules"]

@@ -58,6 +58,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 
 import numba
 import numpy as np
@@ -136,6 +137,11 @@ from engine_core.rng.streams import stream_keys
 from engine_core.timebase import US_PER_S as US
 from engine_core.tz import to_local_us
 
+# Work handed every table of rows the S4 rules' pass reads, each row once, beside the rules'
+# own (the fidelity report's tallies: engine_core/fidelity/tallies.py). It runs on its own
+# thread while the rules check the same rows and must not raise.
+Rider = Callable[[pa.Table], None]
+
 Positions = range | np.ndarray  # partition positions of a batch's rows
 
 REDERIVE_EVENT_BUDGET = 1 << 20
@@ -154,23 +160,27 @@ SHARD_CODES = (
 )
 
 
-def s4_rules(ctx, store, year: int, shards: int | None = None) -> list[RuleResult]:
+def s4_rules(ctx, store, year: int, shards: int | None = None, rider: Rider | None = None
+             ) -> list[RuleResult]:
     """Every S4 rule over ``year``: the published ``arrival_events`` and its totals against
     the published ``bucket_counts`` (conservation, the re-derivation sample), ``grouping`` and
     ``latent_intensity`` (the weekend rule's μ), the world and the policy. The events are
     judged in merchant shards (at least ``shards``; as many as keep each shard's cells within
     ``CELLS_PER_RULE_SHARD``), one after the other, and merged by :func:`merge_partials` —
     the merge a cluster uses too. The statistical decisions are the functions over arrays
-    below (``uniformity_verdict``, ``routing_shares_verdict``, ``weekend_share_verdict``)."""
+    below (``uniformity_verdict``, ``routing_shares_verdict``, ``weekend_share_verdict``).
+    ``rider``, when given, is handed every table of rows the pass reads, each row once
+    (:data:`Rider`)."""
     first = [
         guarded(
             "EVENTS_SCHEMA", lambda: schema_rule(store, "EVENTS_SCHEMA", "arrival_events", year)
         )
     ]
-    return state_rules("s4", first, lambda: sharded_rules(ctx, store, year, shards))
+    return state_rules("s4", first, lambda: sharded_rules(ctx, store, year, shards, rider))
 
 
-def sharded_rules(ctx, store, year: int, shards: int | None = None) -> list[RuleResult]:
+def sharded_rules(ctx, store, year: int, shards: int | None = None,
+                  rider: Rider | None = None) -> list[RuleResult]:
     """The S4 rules but EVENTS_SCHEMA, shard after shard in this process, then merged."""
     plan = plan_s4_rules(ctx, store, year, rule_shards(ctx, year, at_least=shards or 1))
     try:
@@ -178,7 +188,7 @@ def sharded_rules(ctx, store, year: int, shards: int | None = None) -> list[Rule
         ref = clock_reference(ctx, year, world)
         partials = []
         for k in range(len(plan.shards)):
-            partials.append(EventChecks(ctx, store, plan, k, world, ref).run())
+            partials.append(EventChecks(ctx, store, plan, k, world, ref, rider).run())
             release_memory()  # the decoded row groups of one shard are not the next one's
         dirs = [p.ids_dir for p in partials]
         # the law's side of the weekend rule reads no event: it runs beside the id classes
@@ -393,7 +403,7 @@ class EventChecks:
     (row groups whose merchant_id statistics meet its ids), then a :class:`ShardPartial`."""
 
     def __init__(self, ctx, store, plan: S4Plan, k: int, world: WorldIndex | None = None,
-                 ref: LocalClockReference | None = None) -> None:
+                 ref: LocalClockReference | None = None, rider: Rider | None = None) -> None:
         self.ctx = ctx
         self.store = store
         self.plan = plan
@@ -408,6 +418,7 @@ class EventChecks:
         self.D = self.w.bucket_seconds
         self.bucket_us = self.D * US
         self.ref = ref
+        self.rider = rider
         self.off = {code: RankedOffences() for code in SHARD_CODES}
         self.local_examples: list[tuple[tuple, str]] = []
         self.rows_per_row = 0  # rows whose local clocks were converted one by one
@@ -575,57 +586,72 @@ class EventChecks:
     ) -> None:
         """The one pass over the shard's rows: flags, tallies, the sampled cells' events, the
         ids, the runs of consecutive rows."""
-        idx = self.index
         scratch = ScanScratch()
-        for pos0, tbl in iter_row_groups(parts, self.store.storage.fs, COLUMNS):
-            rb, pos = self._own(tbl, pos0)
-            if not rb.num_rows:
-                continue
-            b = Batch(rb, idx, scratch)
-            n_hits = scan_rows(
-                *b.row_args(),
-                *idx.scan_args(),
-                self.w.first_bucket,
-                self.B,
-                self.bucket_us,
-                self.ref.offset,
-                self.hkeys,
-                self.hbits,
-                bin_edges,
-                self.cell_counts,
-                self.site_hits,
-                self.edge_hits,
-                self.hist,
-                self.stats,
-                carry_mid,
-                carry_ts_seq,
-                carry_valid,
-                last_seq,
-                last_ts,
-                *b.out_args(),
+        with side_pool(1, "s4-rider") if self.rider is not None else nullcontext() as beside:
+            riding = None
+            for pos0, tbl in iter_row_groups(parts, self.store.storage.fs, COLUMNS):
+                rb, pos = self._own(tbl, pos0)
+                if not rb.num_rows:
+                    continue
+                if self.rider is not None:
+                    # beside the kernel, on these rows; done before the next table is taken,
+                    # so that no more rows are held than without a rider
+                    riding = beside.submit(self.rider, rb)
+                self._batch(rb, pos, ids, hits, scratch, carry_mid, carry_ts_seq, carry_valid,
+                            bin_edges, last_seq, last_ts)
+                if riding is not None:
+                    riding.result()
+                    riding = None
+
+    def _batch(self, rb: pa.Table, pos: Positions, ids, hits, scratch: ScanScratch, carry_mid,
+               carry_ts_seq, carry_valid, bin_edges, last_seq, last_ts) -> None:
+        """The rules' work on one table of the shard's rows."""
+        idx = self.index
+        b = Batch(rb, idx, scratch)
+        n_hits = scan_rows(
+            *b.row_args(),
+            *idx.scan_args(),
+            self.w.first_bucket,
+            self.B,
+            self.bucket_us,
+            self.ref.offset,
+            self.hkeys,
+            self.hbits,
+            bin_edges,
+            self.cell_counts,
+            self.site_hits,
+            self.edge_hits,
+            self.hist,
+            self.stats,
+            carry_mid,
+            carry_ts_seq,
+            carry_valid,
+            last_seq,
+            last_ts,
+            *b.out_args(),
+        )
+        self._runs(b, pos)
+        flagged = np.flatnonzero(b.flags)
+        if len(flagged):
+            self._per_row_clocks(b, pos, flagged)
+            self._collect_offences(b, pos, flagged)
+        if n_hits:
+            r = b.hits[:n_hits]
+            hits.append(
+                {
+                    "cell": b.hit_cells[:n_hits].copy(),
+                    "aid": b.aid[r],
+                    "ts": b.ts[r],
+                    "virt": b.virt_at(r),
+                    "site": np.where(bits_at(b.site_bits, r), b.site[r], 0),
+                    "edge": np.where(bits_at(b.edge_bits, r), b.edge[r], 0),
+                    "zone": Batch.codes(b.tz, r),
+                    "local": b.local[r],
+                    "settle": np.where(bits_at(b.slocal_bits, r), b.slocal[r], 0),
+                    "settle_valid": bits_at(b.slocal_bits, r),
+                }
             )
-            self._runs(b, pos)
-            flagged = np.flatnonzero(b.flags)
-            if len(flagged):
-                self._per_row_clocks(b, pos, flagged)
-                self._collect_offences(b, pos, flagged)
-            if n_hits:
-                r = b.hits[:n_hits]
-                hits.append(
-                    {
-                        "cell": b.hit_cells[:n_hits].copy(),
-                        "aid": b.aid[r],
-                        "ts": b.ts[r],
-                        "virt": b.virt_at(r),
-                        "site": np.where(bits_at(b.site_bits, r), b.site[r], 0),
-                        "edge": np.where(bits_at(b.edge_bits, r), b.edge[r], 0),
-                        "zone": Batch.codes(b.tz, r),
-                        "local": b.local[r],
-                        "settle": np.where(bits_at(b.slocal_bits, r), b.slocal[r], 0),
-                        "settle_valid": bits_at(b.slocal_bits, r),
-                    }
-                )
-            ids.add(b.aid)
+        ids.add(b.aid)
 
     def _runs(self, b: Batch, pos: Positions) -> None:
         """Runs of consecutive partition rows. A row that starts a run follows, in the

@@ -15,7 +15,6 @@ from engine_core.checks.world_index import search_sorted
 HOURS_PER_WEEK = 168
 EPOCH_HOUR_OF_WEEK = 72  # 1970-01-01 was a Thursday: hour 72 of a Monday-first week
 US_PER_HOUR = 3_600_000_000
-US_PER_DAY = 24 * US_PER_HOUR
 
 
 @nb.njit(cache=True, nogil=True)
@@ -42,25 +41,61 @@ def fold_events(
     loc_day: np.ndarray,  # i64 [locations · n_days] out, physical arrivals by local day
     dst: np.ndarray,  # i64 [transitions, 3] out: in gap, first and second fold occurrence
 ) -> None:
+    # The rows come sorted by (merchant_id, ts_utc): a merchant's rows, and within them the
+    # rows of one local hour and day, follow each other. Each tally keeps its current slot and
+    # count in registers and adds them when the slot changes, instead of a read-modify-write of
+    # the same slot row after row; the local hour is divided out only when a row leaves the
+    # current one. Same counts, ≈ 20 % less time a row (docs/benchmarks.md).
     last_id = np.uint64(0)
     last_pos = -1
     have_last = False
+    run = 0  # rows of the current merchant
+    cls_base = 0
+    h_lo = 1  # [h_lo, h_hi): the local hour of the previous physical row (empty at first)
+    h_hi = 0
+    how = 0
+    day = 0
+    how_key = -1
+    how_n = 0
+    day_key = -1
+    day_n = 0
     for r in range(merchant.size):
         m = merchant[r]
         if not have_last or m != last_id:
+            if last_pos >= 0:
+                merchant_total[last_pos] += run
+            run = 0
             last_id = m
             last_pos = search_sorted(merchant_ids, 0, merchant_ids.size, m)
+            if last_pos >= 0:
+                cls_base = merchant_class[last_pos] * HOURS_PER_WEEK
             have_last = True
         local = local_us[r]
         if last_pos >= 0:
-            merchant_total[last_pos] += 1
+            run += 1
             if not virtual[r]:
-                how = (local // US_PER_HOUR + EPOCH_HOUR_OF_WEEK) % HOURS_PER_WEEK
-                class_how[merchant_class[last_pos] * HOURS_PER_WEEK + how] += 1
+                if not (h_lo <= local < h_hi):
+                    hour = local // US_PER_HOUR
+                    h_lo = hour * US_PER_HOUR
+                    h_hi = h_lo + US_PER_HOUR
+                    how = (hour + EPOCH_HOUR_OF_WEEK) % HOURS_PER_WEEK
+                    day = hour // 24 - first_day
+                key = cls_base + how
+                if key != how_key:
+                    if how_key >= 0:
+                        class_how[how_key] += how_n
+                    how_key = key
+                    how_n = 0
+                how_n += 1
                 loc = loc_of[cc_code[r], zone_code[r]]
-                day = local // US_PER_DAY - first_day
                 if loc >= 0 and day >= 0 and day < n_days:
-                    loc_day[loc * n_days + day] += 1
+                    key = loc * n_days + day
+                    if key != day_key:
+                        if day_key >= 0:
+                            loc_day[day_key] += day_n
+                        day_key = key
+                        day_n = 0
+                    day_n += 1
         tz = tz_code[r]
         for k in range(tr_start[tz], tr_start[tz + 1]):
             if tr_lo[k] <= local < tr_hi[k]:
@@ -72,3 +107,9 @@ def fold_events(
                         dst[k, 1] += 1
                     elif offset == tr_after[k]:
                         dst[k, 2] += 1
+    if last_pos >= 0:
+        merchant_total[last_pos] += run
+    if how_key >= 0:
+        class_how[how_key] += how_n
+    if day_key >= 0:
+        loc_day[day_key] += day_n

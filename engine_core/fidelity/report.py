@@ -9,10 +9,8 @@ property with ``passed`` True, False, or None when the partition holds too littl
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,23 +22,24 @@ from engine_core.config import Policy, load_policy, parameter_hash
 from engine_core.errors import EngineError
 from engine_core.fidelity import estimators as est
 from engine_core.fidelity.scan import (
+    RUN_DIR_RE,
     EventAggregates,
     TargetAggregates,
     WorldFrame,
+    horizon_of,
+    partition_dir,
     row_groups,
     scan_counts,
     scan_events,
     target_aggregates,
 )
+from engine_core.fidelity.tallies import recall_event_tallies
 from engine_core.fidelity.targets import FidelityTargets, load_targets
-from engine_core.io.files import dataset_files, join_path
 from engine_core.schemas import DEMAND_CLASSES
-from engine_core.timebase import US_PER_S
 from engine_core.world import World, load_world
-from engine_core.world.intensity import Horizon, series_kappa
+from engine_core.world.intensity import series_kappa
 
 Progress = Callable[[str], None]
-RUN_DIR_RE = re.compile(r"([0-9a-f]{12})/([0-9a-f]{12})/seed=\d+")
 
 # Every check of the report: code and what it judges (docs/calibration.md).
 CHECKS: tuple[tuple[str, str], ...] = (
@@ -63,29 +62,8 @@ CHECKS: tuple[tuple[str, str], ...] = (
 )
 
 
-def partition_dir(run_dir: str, dataset: str, scenario: str, year: int) -> str:
-    return join_path(run_dir, dataset, f"scenario={scenario}", f"year={year:04d}")
-
-
 def _check(code: str, passed: bool | None, value: Any, target: Any, detail: str) -> dict:
     return {"code": code, "passed": passed, "value": value, "target": target, "detail": detail}
-
-
-def _horizon(run_dir: str, scenario: str, year: int) -> Horizon:
-    path = partition_dir(run_dir, "time_grid", scenario, year)
-    if not dataset_files(path):
-        raise EngineError(
-            "FIDELITY_RUN_NOT_FOUND",
-            f"{path} holds no time grid: is {run_dir} the `out` of a run of scenario "
-            f"{scenario!r} that covered {year}?",
-            key=path,
-        )
-    starts = np.concatenate(
-        [t.column("bucket_start_utc").cast("int64").to_numpy() for t in
-         row_groups(path, ["bucket_start_utc"])]
-    )
-    lo, n = int(starts.min()), int(starts.size)
-    return Horizon(dt.datetime.fromtimestamp(lo // US_PER_S, dt.UTC), n)
 
 
 def _run_identity(run_dir: str, scenario: str, year: int) -> dict[str, Any]:
@@ -249,12 +227,16 @@ def fidelity_report(
     """The fidelity report of partition (scenario, year) of the run under ``run_dir``."""
     t = targets or load_targets()
     world, policy, notes = _resolve_inputs(run_dir, scenario, year, world, policy)
-    horizon = _horizon(run_dir, scenario, year)
+    horizon = horizon_of(run_dir, scenario, year)
     frame = WorldFrame(world, scenario, horizon, policy.routing.p_virtual_hybrid)
     slot, groups = _choose_groups(run_dir, scenario, year, frame, t.latent.groups)
     n_groups = max(1, len(groups))
     tg = target_aggregates(frame, slot, n_groups, progress)
-    ev = scan_events(frame, partition_dir(run_dir, "arrival_events", scenario, year), progress)
+    ev = recall_event_tallies(run_dir, scenario, year, frame)
+    if ev is None:
+        ev = scan_events(frame, partition_dir(run_dir, "arrival_events", scenario, year), progress)
+    elif progress:
+        progress(f"arrival_events: the tallies of {ev.events:,} rows taken by the S4 rules' pass")
     moments = est.Nb2Moments(len(DEMAND_CLASSES))
     cn = scan_counts(frame, partition_dir(run_dir, "bucket_counts", scenario, year), slot,
                      n_groups, t.dispersion.kappa_mu_min, moments, progress)

@@ -10,6 +10,7 @@ zone in chunks of series.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,9 +21,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from engine_core.checks.world_index import i64, u64
+from engine_core.checks.world_index import boolean, i64, u64
+from engine_core.errors import EngineError
 from engine_core.fidelity.fold import fold_events
-from engine_core.io.files import dataset_files, filesystem_for
+from engine_core.io.files import dataset_files, filesystem_for, join_path
 from engine_core.kernels.parallel import side_pool
 from engine_core.kernels.parallel import threads as parallel_threads
 from engine_core.schemas import CALENDAR_ALL_ZONES, DEMAND_CLASSES, HOURS_PER_WEEK
@@ -33,6 +35,8 @@ from engine_core.world.intensity import Horizon, ZoneClock
 from engine_core.world.model import World
 
 US_PER_HOUR = 3600 * US_PER_S
+# a run's directory: <root>/<world_fp[:12]>/<parameter_hash[:12]>/seed=<seed>
+RUN_DIR_RE = re.compile(r"([0-9a-f]{12})/([0-9a-f]{12})/seed=\d+")
 SERIES_CHUNK = 256
 Progress = Callable[[str], None]
 
@@ -74,6 +78,29 @@ def _each_row_group(path: str, columns: list[str], fold: Callable[[pa.Table], ob
                 yield pending.pop(0).result()
         for fut in pending:
             yield fut.result()
+
+
+def partition_dir(run_dir: str, dataset: str, scenario: str, year: int) -> str:
+    return join_path(run_dir, dataset, f"scenario={scenario}", f"year={year:04d}")
+
+
+def horizon_of(run_dir: str, scenario: str, year: int) -> Horizon:
+    """The horizon of partition (scenario, year) of the run under ``run_dir``, from its
+    published time grid."""
+    path = partition_dir(run_dir, "time_grid", scenario, year)
+    if not dataset_files(path):
+        raise EngineError(
+            "FIDELITY_RUN_NOT_FOUND",
+            f"{path} holds no time grid: is {run_dir} the `out` of a run of scenario "
+            f"{scenario!r} that covered {year}?",
+            key=path,
+        )
+    starts = np.concatenate(
+        [t.column("bucket_start_utc").cast("int64").to_numpy() for t in
+         row_groups(path, ["bucket_start_utc"])]
+    )
+    lo, n = int(starts.min()), int(starts.size)
+    return Horizon(dt.datetime.fromtimestamp(lo // US_PER_S, dt.UTC), n)
 
 
 # ----------------------------------------------------------------------------- world frame
@@ -372,7 +399,7 @@ EVENT_SCAN_COLUMNS = ["merchant_id", "legal_country_iso", "zone_tzid", "ts_utc",
 
 def _dictionary(col: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
     """Codes and values of a string column (dictionary-encoded or not)."""
-    arr = col.combine_chunks()
+    arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()  # one chunk: no copy
     if not pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_encode()
     codes = arr.indices.to_numpy(zero_copy_only=False)
@@ -421,13 +448,34 @@ class _Zones:
             return self._trans[name]
 
 
+class LocationGrid:
+    """Location index of every (legal_country_iso, zone_tzid) pair of a frame, and the table
+    of one row group's dictionary codes into it (−1: not a location of the world)."""
+
+    def __init__(self, frame: WorldFrame) -> None:
+        countries = sorted({c for c, _ in frame.locations})
+        zones = sorted({z for _, z in frame.locations})
+        self.country = {c: i for i, c in enumerate(countries)}
+        self.zone = {z: i for i, z in enumerate(zones)}
+        # one spare row and column of −1 for the names the world does not have
+        self.grid = np.full((len(countries) + 1, len(zones) + 1), -1, dtype=np.int64)
+        for i, (c, z) in enumerate(frame.locations):
+            self.grid[self.country[c], self.zone[z]] = i
+
+    def of_codes(self, cc_names: list[str], zone_names: list[str]) -> np.ndarray:
+        """[country codes, zone codes] → location index."""
+        spare_c, spare_z = self.grid.shape[0] - 1, self.grid.shape[1] - 1
+        ci = np.array([self.country.get(c, spare_c) for c in cc_names], dtype=np.int64)
+        zi = np.array([self.zone.get(z, spare_z) for z in zone_names], dtype=np.int64)
+        return np.ascontiguousarray(self.grid[np.ix_(ci, zi)])
+
+
 def _fold_row_group(t: pa.Table, frame: WorldFrame, zones: _Zones,
-                    loc_lookup: dict[str, int], out: _Tallies) -> None:
+                    locations: LocationGrid, out: _Tallies) -> None:
     cc, cc_names = _dictionary(t.column("legal_country_iso"))
     zc, zone_names = _dictionary(t.column("zone_tzid"))
     tc, tz_names = _dictionary(t.column("tzid"))
-    loc_of = np.array([[loc_lookup.get(f"{c}|{z}", -1) for z in zone_names] for c in cc_names],
-                      dtype=np.int64).reshape(len(cc_names), len(zone_names))
+    loc_of = locations.of_codes(cc_names, zone_names)
     labels: list[str] = []
     tr_start = [0]
     lo, hi, before, after = [], [], [], []
@@ -444,7 +492,7 @@ def _fold_row_group(t: pa.Table, frame: WorldFrame, zones: _Zones,
     fold_events(
         u64(t.column("merchant_id")),
         i64(t.column("ts_local")), i64(t.column("ts_utc")),
-        t.column("is_virtual").combine_chunks().to_numpy(zero_copy_only=False),
+        boolean(t.column("is_virtual")),
         cc, zc, tc, loc_of, frame.merchant_ids, frame.merchant_class.astype(as_i64),
         frame.clock.first_local_day, frame.n_days,
         np.array(tr_start, as_i64), np.array(lo, as_i64), np.array(hi, as_i64),
@@ -458,44 +506,75 @@ def _fold_row_group(t: pa.Table, frame: WorldFrame, zones: _Zones,
     out.events += t.num_rows
 
 
+class EventTally:
+    """The fidelity report's tallies of arrival rows, fed one table of rows at a time: by
+    :func:`scan_events`, or as the rider of another pass over the same rows (the S4 rules'
+    scan, so that the events are decoded once; engine_core/fidelity/tallies.py). Every tally
+    is an integer count, so the result does not depend on how the rows are cut or ordered."""
+
+    def __init__(self, frame: WorldFrame) -> None:
+        self.frame = frame
+        start_s = frame.horizon.start_s
+        self.zones = _Zones(start_s, start_s + 3600 * frame.horizon.n_hours)
+        self.locations = LocationGrid(frame)
+        self.total = self.empty()
+        self._lock = threading.Lock()
+
+    def empty(self) -> _Tallies:
+        f = self.frame
+        return _Tallies(np.zeros(len(DEMAND_CLASSES) * HOURS_PER_WEEK, np.int64),
+                        np.zeros(f.merchant_ids.size, np.int64),
+                        np.zeros(len(f.locations) * f.n_days, np.int64))
+
+    def fold(self, t: pa.Table) -> _Tallies:
+        """The tallies of the rows of ``t`` alone."""
+        out = self.empty()
+        _fold_row_group(t, self.frame, self.zones, self.locations, out)
+        return out
+
+    def add(self, part: _Tallies) -> None:
+        with self._lock:
+            self.total.add(part)
+
+    def __call__(self, t: pa.Table) -> None:
+        """Add the rows of ``t`` (any of the columns :data:`EVENT_SCAN_COLUMNS`) to the total."""
+        with self._lock:
+            _fold_row_group(t, self.frame, self.zones, self.locations, self.total)
+
+    @property
+    def events(self) -> int:
+        return self.total.events
+
+    def aggregates(self) -> EventAggregates:
+        total = self.total
+        n_cls = len(DEMAND_CLASSES)
+        gap = {k: v[0] for k, v in total.dst.items() if k in self.zones.gaps}
+        fold = {k: [v[1], v[2]] for k, v in total.dst.items() if k not in self.zones.gaps}
+        return EventAggregates(
+            total.class_how.astype(np.float64).reshape(n_cls, HOURS_PER_WEEK),
+            total.merchant_total.astype(np.float64),
+            total.loc_day.astype(np.float64).reshape(len(self.frame.locations),
+                                                     self.frame.n_days),
+            gap, fold, total.events,
+        )
+
+
 def scan_events(frame: WorldFrame, path: str, progress: Progress | None = None,
                 threads: int | None = None) -> EventAggregates:
     """One pass over ``arrival_events`` of the partition: each row group folded by
     :func:`fold_events`, the row groups spread over ``threads`` threads (default: the
     engine's thread setting). The tallies are integer counts, so the result does not depend
     on the threads."""
-    n_cls = len(DEMAND_CLASSES)
-    start_s = frame.horizon.start_s
-    zones = _Zones(start_s, start_s + 3600 * frame.horizon.n_hours)
-    loc_lookup = frame.location_lookup()
-
-    def empty() -> _Tallies:
-        return _Tallies(np.zeros(n_cls * HOURS_PER_WEEK, np.int64),
-                        np.zeros(frame.merchant_ids.size, np.int64),
-                        np.zeros(len(frame.locations) * frame.n_days, np.int64))
-
-    def fold(t: pa.Table) -> _Tallies:
-        out = empty()
-        _fold_row_group(t, frame, zones, loc_lookup, out)
-        return out
-
-    total = empty()
+    tally = EventTally(frame)
     told = -1
-    for i, part in enumerate(_each_row_group(path, EVENT_SCAN_COLUMNS, fold, threads)):
-        total.add(part)
+    for i, part in enumerate(_each_row_group(path, EVENT_SCAN_COLUMNS, tally.fold, threads)):
+        tally.add(part)
         if progress and i % 50 == 0:
-            progress(f"arrival_events: {total.events:,} rows read")
-            told = total.events
-    if progress and told != total.events:
-        progress(f"arrival_events: {total.events:,} rows read")
-    gap = {k: v[0] for k, v in total.dst.items() if k in zones.gaps}
-    fold = {k: [v[1], v[2]] for k, v in total.dst.items() if k not in zones.gaps}
-    return EventAggregates(
-        total.class_how.astype(np.float64).reshape(n_cls, HOURS_PER_WEEK),
-        total.merchant_total.astype(np.float64),
-        total.loc_day.astype(np.float64).reshape(len(frame.locations), frame.n_days),
-        gap, fold, total.events,
-    )
+            progress(f"arrival_events: {tally.events:,} rows read")
+            told = tally.events
+    if progress and told != tally.events:
+        progress(f"arrival_events: {tally.events:,} rows read")
+    return tally.aggregates()
 
 
 # ----------------------------------------------------------------------------- bucket counts

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from engine_core.checks import Rider
 from engine_core.checks.verdicts import RuleResult
 from engine_core.context import RunConfig, RunContext, Shard, open_context
 from engine_core.io.publish import wait_discards
@@ -62,11 +63,12 @@ class Run:
         return STATE_RUNNERS[name](self.ctx, self.store, self.progress, shard, **options)
 
     def check(self, state: str, year: int | None = None, remember: bool = True,
-              reuse: bool = True) -> list[RuleResult]:
+              reuse: bool = True, rider: Rider | None = None) -> list[RuleResult]:
         """Every rule of ``state`` over what it published (every year unless ``year``); the
         verdicts recorded for exactly the published files (the S4 rules a cluster evaluated,
-        an earlier check) are reused unless ``reuse`` is False."""
-        return s5_report.check(self.ctx, self.store, state, year, remember, reuse)
+        an earlier check) are reused unless ``reuse`` is False. The S4 rules hand ``rider``
+        every table of rows they read."""
+        return s5_report.check(self.ctx, self.store, state, year, remember, reuse, rider)
 
 
 def run_all(run: Run, compute: Callable[[str], StateResult] | None = None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from engine_core.checks import evaluate, memo
+from engine_core.checks import Rider, evaluate, memo
 from engine_core.checks.report import publish_report
 from engine_core.checks.verdicts import RuleResult
 from engine_core.context import RunContext, Shard
@@ -25,10 +25,12 @@ STATES_JUDGED = ("world", "s1", "s2", "s3", "s4")
 
 
 def check(ctx: RunContext, store: DatasetStore, state: str, year: int | None = None,
-          remember: bool = True, reuse: bool = False) -> list[RuleResult]:
+          remember: bool = True, reuse: bool = False, rider: Rider | None = None
+          ) -> list[RuleResult]:
     """Every rule of ``state`` over the published data (every window unless ``year``);
     with ``reuse``, verdicts recorded for exactly these files (a cluster's S4 rules) are
-    taken instead of evaluated."""
+    taken instead of evaluated. The S4 rules hand ``rider`` every table of rows they read
+    (not when their verdicts are taken from the record)."""
     await_validation_kernels()
     out = []
     for y in [year] if year is not None else ctx.years:
@@ -39,7 +41,7 @@ def check(ctx: RunContext, store: DatasetStore, state: str, year: int | None = N
             continue
         sig = (memo.signature(ctx, store, state, y)
                if remember and state in memo.STATES else None)
-        results = evaluate(ctx, store, state, y)
+        results = evaluate(ctx, store, state, y, rider)
         if sig is not None:
             memo.record(ctx, store, state, y, results, sig)
         out += results

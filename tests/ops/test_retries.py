@@ -90,9 +90,11 @@ def _objects(server: S3Server, prefix: str) -> dict[str, bytes]:
 
 
 def _datasets(objects: dict[str, bytes]) -> dict[str, bytes]:
-    """Everything but the verdict memos of the checks (``_verdicts/``, outside every dataset),
-    which record the files' modification times and so differ from run to run by design."""
-    return {k: v for k, v in objects.items() if not k.startswith("_verdicts/")}
+    """Everything but the verdict memos of the checks (``_verdicts/``) and the fidelity
+    report's event tallies (``_fidelity/``), both outside every dataset, which record the
+    files' modification times and so differ from run to run by design."""
+    return {k: v for k, v in objects.items()
+            if not k.startswith(("_verdicts/", "_fidelity/"))}
 
 
 def _digests(objects: dict[str, bytes]) -> dict[str, str]:
