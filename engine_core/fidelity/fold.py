@@ -41,11 +41,12 @@ def fold_events(
     loc_day: np.ndarray,  # i64 [locations · n_days] out, physical arrivals by local day
     dst: np.ndarray,  # i64 [transitions, 3] out: in gap, first and second fold occurrence
 ) -> None:
-    # The rows come sorted by (merchant_id, ts_utc): a merchant's rows, and within them the
-    # rows of one local hour and day, follow each other. Each tally keeps its current slot and
-    # count in registers and adds them when the slot changes, instead of a read-modify-write of
-    # the same slot row after row; the local hour is divided out only when a row leaves the
-    # current one. Same counts, ≈ 20 % less time a row (docs/benchmarks.md).
+    # Each tally keeps its current slot and count in registers and adds them when the slot
+    # changes, instead of a read-modify-write of the same slot row after row; the local hour is
+    # divided out only when a row leaves the current one. The counts are the same for rows in
+    # any order; published rows come sorted by (merchant_id, ts_utc), so a merchant's rows, and
+    # within them the rows of one local hour and day, follow each other and the runs are long
+    # (≈ 16 % less time a row; docs/benchmarks.md).
     last_id = np.uint64(0)
     last_pos = -1
     have_last = False
