@@ -23,13 +23,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
-from pyarrow.fs import FileSelector, FileType
-
 from engine_core.checks.verdicts import RuleResult
-from engine_core.io.publish import write_json_atomic
+from engine_core.io.files import file_stamps
+from engine_core.io.publish import write_small_file
 from engine_core.source_digest import source_digest
 
 MEMO_VERSION = 1
@@ -58,11 +56,7 @@ def signature(ctx, store, state: str, year: int) -> str:
     h.update(json.dumps(ident, sort_keys=True).encode())
     fs = store.storage.fs
     for dataset in INPUTS[state]:
-        base = store.dataset_path(dataset, year)
-        infos = fs.get_file_info(FileSelector(base, recursive=True, allow_not_found=True))
-        files = sorted(
-            (i.path[len(base) :], i.size, i.mtime_ns) for i in infos if i.type == FileType.File
-        )
+        files = file_stamps(fs, store.dataset_path(dataset, year))
         h.update(json.dumps([dataset, files]).encode())
     return h.hexdigest()
 
@@ -93,12 +87,8 @@ def record(ctx, store, state: str, year: int, results: list[RuleResult], sig: st
     }
     path = _path(ctx, store, state, year)
     try:
-        if store.storage.is_local:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(path, payload)
-        else:
-            with store.storage.fs.open_output_stream(path) as out:
-                out.write(json.dumps(payload).encode())
+        text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
+        write_small_file(store.storage.fs, path, text.encode("utf-8"))
     except OSError:
         pass
 

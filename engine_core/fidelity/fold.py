@@ -46,7 +46,9 @@ def fold_events(
     # divided out only when a row leaves the current one. The counts are the same for rows in
     # any order; published rows come sorted by (merchant_id, ts_utc), so a merchant's rows, and
     # within them the rows of one local hour and day, follow each other and the runs are long
-    # (≈ 16 % less time a row; docs/benchmarks.md).
+    # (≈ 16 % less time a row; docs/benchmarks.md). The three runs are written out: the same
+    # step as a compiled helper taking the tally array ran at 45 ns a row against 9 (an
+    # array handed to a call is reference-counted on every row).
     last_id = np.uint64(0)
     last_pos = -1
     have_last = False

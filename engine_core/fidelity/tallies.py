@@ -25,16 +25,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from engine_core.checks.memo import code_digest
 from engine_core.config import Policy
 from engine_core.fidelity.scan import (
     RUN_DIR_RE,
@@ -44,9 +42,9 @@ from engine_core.fidelity.scan import (
     horizon_of,
     partition_dir,
 )
-from engine_core.io.files import filesystem_for
+from engine_core.io.files import file_stamps, filesystem_for
+from engine_core.io.publish import write_small_file
 from engine_core.schemas import DEMAND_CLASSES, HOURS_PER_WEEK
-from engine_core.source_digest import source_digest
 from engine_core.world import World
 
 TALLY_VERSION = 1
@@ -77,19 +75,17 @@ def events_signature(run_dir: str, scenario: str, year: int, frame: WorldFrame
                      ) -> tuple[str, int]:
     """The signature of the partition's ``arrival_events`` files and of what the tallies of
     ``frame`` depend on, and the number of rows the files hold (from their footers)."""
-    base = partition_dir(run_dir, "arrival_events", scenario, year)
-    fs, local = filesystem_for(base)
-    infos = fs.get_file_info(pafs.FileSelector(local, recursive=True, allow_not_found=True))
-    files = sorted((i.path[len(local):], i.size, i.mtime_ns)
-                   for i in infos if i.is_file and i.path.endswith(".parquet"))
+    fs, local = filesystem_for(partition_dir(run_dir, "arrival_events", scenario, year))
+    files = file_stamps(fs, local)
     rows = 0
     for rel, _, _ in files:
-        with fs.open_input_file(local + rel) as handle:
-            rows += pq.ParquetFile(handle).metadata.num_rows
+        if rel.endswith(".parquet"):
+            with fs.open_input_file(local + rel) as handle:
+                rows += pq.ParquetFile(handle).metadata.num_rows
     h = hashlib.sha256()
     ident = {
         "tallies": TALLY_VERSION,
-        "code": source_digest(),
+        "code": code_digest(),
         "world": frame.world.fingerprint,
         "p_virtual_hybrid": frame.p_virtual_hybrid,
         "horizon": [frame.horizon.start_s, frame.horizon.n_hours],
@@ -203,11 +199,4 @@ def _write(path: str, arrays: dict[str, Any]) -> None:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     fs, local = filesystem_for(path)
-    if isinstance(fs, pafs.LocalFileSystem):
-        Path(local).parent.mkdir(parents=True, exist_ok=True)
-        tmp = f"{local}.tmp.{os.getpid()}"
-        Path(tmp).write_bytes(buf.getvalue())
-        os.replace(tmp, local)
-    else:
-        with fs.open_output_stream(local) as out:
-            out.write(buf.getvalue())
+    write_small_file(fs, local, buf.getvalue())

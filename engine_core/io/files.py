@@ -22,6 +22,14 @@ def dataset_files(path: str) -> list[str]:
     return sorted(i.path for i in infos if i.is_file and i.path.endswith(".parquet"))
 
 
+def file_stamps(fs: pafs.FileSystem, base: str) -> list[tuple[str, int, int | None]]:
+    """(path relative to ``base``, size, modification time in ns) of every file under
+    ``base``, in path order: what a record of the files' state signs (a partition published
+    again changes it)."""
+    infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+    return sorted((i.path[len(base):], i.size, i.mtime_ns) for i in infos if i.is_file)
+
+
 def join_path(base: str, *parts: str) -> str:
     """``base/part/...`` for a local path or a URI whose query (an object store's endpoint
     options) must stay at the end."""

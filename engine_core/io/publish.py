@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from pyarrow.fs import FileSelector, FileType
+from pyarrow.fs import FileSelector, FileSystem, FileType, LocalFileSystem
 
 from engine_core.errors import EngineError
 from engine_core.io.storage import Storage
@@ -326,13 +326,29 @@ def _publish_object_store(storage: Storage, staging_root: str, final_dir: str,
 
 def write_json_atomic(path: str, payload: Any) -> None:
     """Write a small JSON file in the staging directory of a publish (or anywhere local)."""
+    _write_local_atomic(path, (json.dumps(payload, indent=2, sort_keys=True, default=str)
+                               + "\n").encode("utf-8"))
+
+
+def _write_local_atomic(path: str, data: bytes) -> None:
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh, indent=2, sort_keys=True, default=str)
-        fh.write("\n")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def write_small_file(fs: FileSystem, path: str, data: bytes) -> None:
+    """A small file outside every dataset (a verdict memo, the fidelity tallies) written
+    whole: on a local disk through a temporary file and a rename, so that a reader sees the
+    old file or the new one; on an object store as one upload."""
+    if isinstance(fs, LocalFileSystem):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _write_local_atomic(path, data)
+    else:
+        with fs.open_output_stream(path) as out:
+            out.write(data)
 
 
 def read_json(storage: Storage, path: str) -> Any:
