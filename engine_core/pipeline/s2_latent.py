@@ -15,6 +15,7 @@ from engine_core.errors import EngineError
 from engine_core.io.store import PARQUET_OPTS, DatasetStore
 from engine_core.kernels.jit import readonly
 from engine_core.kernels.latent import latent_field
+from engine_core.kernels.parallel import side_pool
 from engine_core.pipeline.columns import dict_array, ts_array
 from engine_core.pipeline.jit import warm_up_kernels
 from engine_core.pipeline.progress import ProgressReporter, peak_rss_mb
@@ -79,8 +80,9 @@ def read_factors(ctx: RunContext, store: DatasetStore, year: int
 def _write_window(ctx: RunContext, w: Window, gids: list[str], keys: np.ndarray,
                   sig: np.ndarray, ls: np.ndarray, path: str) -> int:
     """The factors of one window, computed and written a few row groups of groups at a time
-    (memory bounded by ROWS_PER_CHUNK, not by groups × buckets). Rows go to the writer
-    in whole row groups, so the file is the one a single write of the whole table gives."""
+    (memory bounded by two chunks of ROWS_PER_CHUNK, the one written and the one computed,
+    not by groups × buckets). Rows go to the writer in whole row groups, so the file is the
+    one a single write of the whole table gives."""
     lat = ctx.policy.latent
     B = w.n_buckets
     b = np.arange(w.first_bucket, w.first_bucket + B, dtype=np.int64)
@@ -88,30 +90,43 @@ def _write_window(ctx: RunContext, w: Window, gids: list[str], keys: np.ndarray,
     per = max(1, ROWS_PER_CHUNK // max(B, 1))
     rows = 0
     carry: pa.Table | None = None
-    with pq.ParquetWriter(path, schemas.LATENT_INTENSITY, **PARQUET_OPTS) as writer:
+
+    def emit(g0: int, g1: int, z: np.ndarray, f: np.ndarray) -> None:
+        """Tabulate one chunk of groups and write its whole row groups (the rest carried)."""
+        nonlocal rows, carry
+        tbl = pa.table(
+            {
+                "group_id": dict_array(np.repeat(np.arange(g0, g1, dtype=np.int32), B), gids),
+                "bucket_start_utc": ts_array(np.tile(ts, g1 - g0)),
+                "z": pa.array(z.ravel(), pa.float64()),
+                "factor": pa.array(f.ravel(), pa.float64()),
+            },
+            schema=schemas.LATENT_INTENSITY,
+        )
+        carry = tbl if carry is None else pa.concat_tables([carry, tbl])
+        whole = carry.num_rows // ROW_GROUP * ROW_GROUP
+        if whole:
+            writer.write_table(carry.slice(0, whole), row_group_size=ROW_GROUP)
+            rows += whole
+            carry = carry.slice(whole)
+
+    # a chunk is tabulated and written by a thread of its own while the next chunk's field
+    # is computed; chunks are written in order, so the file is the same
+    with (pq.ParquetWriter(path, schemas.LATENT_INTENSITY, **PARQUET_OPTS) as writer,
+          side_pool(1, "s2-writer") as pool):
+        pending = None
         for g0 in range(0, len(gids), per):
             g1 = min(len(gids), g0 + per)
             z = np.empty((g1 - g0, B), dtype=np.float64)
             f = np.empty_like(z)
             latent_field(keys[g0:g1], sig[g0:g1], ls[g0:g1], w.first_bucket, B,
                          lat.block_buckets, lat.factor_clip[0], lat.factor_clip[1], z, f)
-            tbl = pa.table(
-                {
-                    "group_id": dict_array(
-                        np.repeat(np.arange(g0, g1, dtype=np.int32), B), gids),
-                    "bucket_start_utc": ts_array(np.tile(ts, g1 - g0)),
-                    "z": pa.array(z.ravel(), pa.float64()),
-                    "factor": pa.array(f.ravel(), pa.float64()),
-                },
-                schema=schemas.LATENT_INTENSITY,
-            )
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(emit, g0, g1, z, f)
             del z, f
-            carry = tbl if carry is None else pa.concat_tables([carry, tbl])
-            whole = carry.num_rows // ROW_GROUP * ROW_GROUP
-            if whole:
-                writer.write_table(carry.slice(0, whole), row_group_size=ROW_GROUP)
-                rows += whole
-                carry = carry.slice(whole)
+        if pending is not None:
+            pending.result()
         if (carry is not None and carry.num_rows) or rows == 0:
             last = carry if carry is not None else schemas.LATENT_INTENSITY.empty_table()
             writer.write_table(last, row_group_size=ROW_GROUP)
