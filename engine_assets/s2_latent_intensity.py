@@ -38,16 +38,14 @@ def s2_latent_intensity(
     step.open_or_fail()
     result = step.call("s2", lambda: step.run.state("s2"))
     path = step.dataset_uri("latent_intensity")
-    yield dg.MaterializeResult(
-        metadata=step.metadata(
-            result,
-            "latent_intensity",
-            plots={
-                "Latent factor": lambda: plots.latent_factor_png(
-                    plots.read_sample(path, ["group_id", "bucket_start_utc", "factor"])
-                )
-            },
-        ),
-        data_version=step.data_version("latent_intensity"),
+    yield from step.published(
+        result,
+        "latent_intensity",
+        "s2",
+        S2_CHECKS,
+        plots={
+            "Latent factor": lambda: plots.latent_factor_png(
+                plots.read_sample(path, ["group_id", "bucket_start_utc", "factor"])
+            )
+        },
     )
-    yield from step.check_results("s2", S2_CHECKS)

@@ -50,15 +50,13 @@ def s3_bucket_counts(
         kappa = float(grouping["kappa"].median()) if not grouping.is_empty() else None
         return plots.count_dispersion_png(plots.read_sample(path, ["mu", "count"]), kappa)
 
-    yield dg.MaterializeResult(
-        metadata=step.metadata(
-            result,
-            "bucket_counts",
-            plots={
-                "Count dispersion": count_dispersion,
-                "Arrivals per day": lambda: plots.daily_arrivals_png(plots.daily_counts(path)),
-            },
-        ),
-        data_version=step.data_version("bucket_counts"),
+    yield from step.published(
+        result,
+        "bucket_counts",
+        "s3",
+        S3_CHECKS,
+        plots={
+            "Count dispersion": count_dispersion,
+            "Arrivals per day": lambda: plots.daily_arrivals_png(plots.daily_counts(path)),
+        },
     )
-    yield from step.check_results("s3", S3_CHECKS)

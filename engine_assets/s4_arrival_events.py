@@ -73,14 +73,6 @@ def s4_arrival_events(
         )
         return plots.routing_shares_png(plots.realised_routing_shares(events_sample()), expected)
 
-    yield dg.MaterializeResult(
-        metadata=step.metadata(
-            result,
-            "arrival_events",
-            plots={"Weekly profile": weekly_profile, "Routing shares": routing_shares},
-        ),
-        data_version=step.data_version("arrival_events"),
-    )
     # the rules' pass over the events also takes the fidelity report's tallies, so that the
     # report does not decode the events again (engine_core/fidelity/tallies.py)
     run = step.run
@@ -90,8 +82,17 @@ def s4_arrival_events(
     except (EngineError, OSError) as e:
         context.log.warning(f"fidelity tallies not taken beside the rules: {e}")
         tallies = None
-    checks = step.check_results("s4", S4_CHECKS, rider=tallies)
+    yield from step.published(
+        result,
+        "arrival_events",
+        "s4",
+        S4_CHECKS,
+        plots={"Weekly profile": weekly_profile, "Routing shares": routing_shares},
+        rider=tallies,
+        # the S4 rules hold the run's peak memory: the plots' sample of the events is read
+        # and drawn before them, not beside
+        beside_rules=False,
+    )
     if tallies is not None:
         tallies.save()
         context.log.info(tallies.outcome)
-    yield from checks

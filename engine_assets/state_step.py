@@ -10,7 +10,8 @@ asset checks.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import dagster as dg
@@ -145,15 +146,68 @@ class StateStep:
         md.update(self.render_plots(plots or {}))
         return md
 
-    def render_plots(self, plots: dict[str, Callable[[], bytes]]) -> dict[str, Any]:
-        """Render each plot; a plot that fails is logged, never fails the step."""
+    def render_plots(
+        self, plots: dict[str, Callable[[], bytes]], failures: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Render each plot; a plot that fails is logged (or added to ``failures``, for a
+        caller drawing off the step's thread), never fails the step."""
         out: dict[str, Any] = {}
         for title, render in plots.items():
             try:
                 out[f"plot_{title.lower().replace(' ', '_')}"] = png_markdown(render(), title)
             except Exception as exc:
-                self.context.log.warning(f"plot {title!r} not rendered: {exc!r}")
+                message = f"plot {title!r} not rendered: {exc!r}"
+                if failures is None:
+                    self.context.log.warning(message)
+                else:
+                    failures.append(message)
         return out
+
+    def published(
+        self,
+        result: StateResult,
+        dataset: str,
+        state: str,
+        specs: list[dg.AssetCheckSpec],
+        plots: dict[str, Callable[[], bytes]] | None = None,
+        rider: Rider | None = None,
+        beside_rules: bool = True,
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        """The materialisation of ``dataset``, then the verdicts of every rule of ``state``.
+
+        Its metadata (the footers' statistics, the plots: reading and drawing on one core) is
+        drawn on a thread of its own while the rules run on this one, where the step's log and
+        progress stay; or before the rules, when ``beside_rules`` is False (a state whose
+        rules hold the run's peak memory). The materialisation is yielded first, and also
+        when the rules fail."""
+        failures: list[str] = []
+
+        def draw() -> dict[str, Any]:
+            with classified_failures():
+                stats = self.stats(dataset)
+                md = state_metadata(self.run, result, dataset, stats)
+            md.update(self.render_plots(plots or {}, failures))
+            return md
+
+        def materialized(metadata: dict[str, Any]) -> dg.MaterializeResult:
+            for message in failures:
+                self.context.log.warning(message)
+            return dg.MaterializeResult(
+                metadata=metadata, data_version=self.data_version(dataset))
+
+        if not beside_rules:
+            yield materialized(draw())
+            yield from self.check_results(state, specs, rider)
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix=f"{state}-metadata") as pool:
+            drawn = pool.submit(draw)
+            try:
+                checks = self.check_results(state, specs, rider)
+            except BaseException:
+                yield materialized(drawn.result())
+                raise
+            yield materialized(drawn.result())
+        yield from checks
 
     def check_results(
         self, state: str, specs: list[dg.AssetCheckSpec], rider: Rider | None = None
