@@ -56,20 +56,21 @@ def rng_keys_unique(ctx: RunContext) -> RuleResult:
     g = ctx.grouping
     off = Offences()
     figures: dict[str, dict[str, int]] = {}
+    m = ctx.arrays
+    group_names = [group_stream(gid.split("|", 1)[1]) for gid in g.group_ids]
+    series_names = [m.series_key(i) for i in range(m.n_series)]
+    distinct = {"groups": len(set(group_names)), "series": len(set(series_names))}
     for family in FAMILIES:
-        if family == "S2.latent.v1":
-            names = [group_stream(gid.split("|", 1)[1]) for gid in g.group_ids]
-        else:
-            m = ctx.arrays
-            names = [m.series_key(i) for i in range(m.n_series)]
+        kind = "groups" if family == "S2.latent.v1" else "series"
+        names = group_names if kind == "groups" else series_names
         keys = stream_keys(family, ns, seed, names)
-        uniq, first, counts = np.unique(keys, return_index=True, return_counts=True)
+        uniq, counts = np.unique(keys, return_counts=True)
         figures[family] = {
             "streams": len(keys),
-            "distinct_names": len(set(names)),
+            "distinct_names": distinct[kind],
             "distinct_keys": len(uniq),
         }
-        dup_names = len(names) - len(set(names))
+        dup_names = len(names) - distinct[kind]
         if dup_names:
             off.add(dup_names, [f"{family}; {dup_names} streams share a stream name"])
         for k in np.flatnonzero(counts > 1):

@@ -445,6 +445,20 @@ def alias_build(weights: np.ndarray, prob: np.ndarray, alias: np.ndarray) -> Non
         alias[small[ns]] = small[ns]
 
 
+@nb.njit(cache=True, nogil=True)
+def alias_build_ranges(weights: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+                       prob: np.ndarray, alias: np.ndarray) -> None:
+    """:func:`alias_build` over each range ``[starts[r], starts[r] + lengths[r])`` of
+    ``weights``, in one call (a world has a range per series and per merchant: thousands of
+    small tables). ``alias`` holds indices relative to the range's start; an empty range
+    writes nothing."""
+    for r in range(starts.shape[0]):
+        lo = starts[r]
+        n = lengths[r]
+        if n > 0:
+            alias_build(weights[lo : lo + n], prob[lo : lo + n], alias[lo : lo + n])
+
+
 @nb.njit(cache=True, nogil=True, inline="always")
 def alias_pick(prob: np.ndarray, alias: np.ndarray, start: int, n: int, u: float) -> int:
     """Index (relative to ``start``) chosen by one uniform: column ⌊u·n⌋, then its coin."""

@@ -45,10 +45,17 @@ def stream_key(family: str, namespace: str, seed: int, stream: str) -> int:
 
 
 def stream_keys(family: str, namespace: str, seed: int, streams: Iterable[str]) -> np.ndarray:
-    """Keys of many streams of one family, as uint64 (one hash each)."""
-    return np.array(
-        [stream_key(family, namespace, seed, s) for s in streams], dtype=np.uint64
-    )
+    """Keys of many streams of one family, as uint64: :func:`stream_key` of each, with the
+    prefix they share (domain, family, namespace, seed) encoded once."""
+    if not 0 <= int(seed) <= _U64_MAX:
+        raise ValueError(f"seed must be a u64, got {seed}")
+    prefix = uer(DOMAIN) + uer(family) + uer(namespace) + struct.pack("<Q", int(seed))
+    sha256 = hashlib.sha256
+    keys = []
+    for s in streams:
+        b = s.encode("utf-8")
+        keys.append(sha256(prefix + len(b).to_bytes(4, "big") + b).digest()[:8])
+    return np.frombuffer(b"".join(keys), dtype=">u8").astype(np.uint64)
 
 
 def series_stream(merchant_id: int, country: str, tzid: str, channel: str) -> str:

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from engine_core.errors import EngineError
 from engine_core.kernels.arrivals import MODE_HYBRID, MODE_PHYSICAL, MODE_VIRTUAL
-from engine_core.rng.samplers import alias_build
+from engine_core.rng.samplers import alias_build_ranges
 from engine_core.rng.streams import series_stream, stream_keys
 from engine_core.schemas import HOURS_PER_WEEK
 from engine_core.world.validate import one_array
@@ -78,14 +78,8 @@ class WorldArrays:
 def _alias_ranges(weights: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
     prob = np.ones(weights.shape[0], dtype=np.float64)
     alias = np.zeros(weights.shape[0], dtype=np.int64)
-    for lo, n in zip(starts.tolist(), lengths.tolist(), strict=True):
-        if n == 0:
-            continue
-        p = np.empty(n, dtype=np.float64)
-        a = np.empty(n, dtype=np.int64)
-        alias_build(np.ascontiguousarray(weights[lo : lo + n]), p, a)
-        prob[lo : lo + n] = p
-        alias[lo : lo + n] = a
+    alias_build_ranges(np.ascontiguousarray(weights, dtype=np.float64), starts, lengths, prob,
+                       alias)
     return prob, alias
 
 

@@ -25,6 +25,7 @@ from engine_core.rng.samplers import (
     SMALL_MU,
     _guided_inverse,
     alias_build,
+    alias_build_ranges,
     alias_pick,
     betainc_reg,
     box_muller,
@@ -450,6 +451,24 @@ def test_alias_pick_stays_inside_its_slice(w, u, offset):
     for v in (u, U_MIN, ONE_BELOW):
         i = _alias_pick_one(prob_all, alias_all, offset, n, v)
         assert 0 <= i < n
+
+
+@settings(max_examples=100, deadline=None)
+@given(tables=st.lists(st.one_of(st.just([]), positive_weights), min_size=1, max_size=12))
+def test_alias_tables_of_many_ranges_in_one_call(tables):
+    """One call over a world's ranges (empty ones included) gives each range the table a
+    call of its own gives, bit for bit, and leaves empty ranges as initialised."""
+    weights = np.array([x for t in tables for x in t], dtype=np.float64)
+    lengths = np.array([len(t) for t in tables], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    prob = np.ones(weights.size, np.float64)
+    alias = np.zeros(weights.size, np.int64)
+    alias_build_ranges(weights, starts, lengths, prob, alias)
+    for lo, n in zip(starts, lengths, strict=True):
+        if n:
+            p, a = _build(weights[lo : lo + n].copy())
+            assert prob[lo : lo + n].tobytes() == p.tobytes()
+            assert alias[lo : lo + n].tobytes() == a.tobytes()
 
 
 # ----------------------------------------------------------------------------- placement
