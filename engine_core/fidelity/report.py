@@ -35,6 +35,7 @@ from engine_core.fidelity.scan import (
 )
 from engine_core.fidelity.tallies import recall_event_tallies
 from engine_core.fidelity.targets import FidelityTargets, load_targets
+from engine_core.kernels.parallel import side_pool
 from engine_core.schemas import DEMAND_CLASSES
 from engine_core.world import World, load_world
 from engine_core.world.intensity import series_kappa
@@ -231,15 +232,23 @@ def fidelity_report(
     frame = WorldFrame(world, scenario, horizon, policy.routing.p_virtual_hybrid)
     slot, groups = _choose_groups(run_dir, scenario, year, frame, t.latent.groups)
     n_groups = max(1, len(groups))
-    tg = target_aggregates(frame, slot, n_groups, progress)
-    ev = recall_event_tallies(run_dir, scenario, year, frame)
-    if ev is None:
-        ev = scan_events(frame, partition_dir(run_dir, "arrival_events", scenario, year), progress)
-    elif progress:
-        progress(f"arrival_events: the tallies of {ev.events:,} rows taken by the S4 rules' pass")
-    moments = est.Nb2Moments(len(DEMAND_CLASSES))
-    cn = scan_counts(frame, partition_dir(run_dir, "bucket_counts", scenario, year), slot,
-                     n_groups, t.dispersion.kappa_mu_min, moments, progress)
+    # the target intensity (NumPy on one core) is summed on a thread of its own while the
+    # published rows are read; its progress is told here, on the caller's thread
+    with side_pool(1, "fidelity-target") as pool:
+        target = pool.submit(target_aggregates, frame, slot, n_groups)
+        ev = recall_event_tallies(run_dir, scenario, year, frame)
+        if ev is None:
+            ev = scan_events(frame, partition_dir(run_dir, "arrival_events", scenario, year),
+                             progress)
+        elif progress:
+            progress(f"arrival_events: the tallies of {ev.events:,} rows taken by the S4 "
+                     "rules' pass")
+        moments = est.Nb2Moments(len(DEMAND_CLASSES))
+        cn = scan_counts(frame, partition_dir(run_dir, "bucket_counts", scenario, year), slot,
+                         n_groups, t.dispersion.kappa_mu_min, moments, progress)
+        tg = target.result()
+    if progress:
+        progress(f"target intensity: {len(frame.zones)} zones")
     checks, profile_summary = _profile_checks(ev, tg, t)
 
     # overdispersion
