@@ -35,7 +35,10 @@ from engine_core.checks.verdicts import MAX_EXAMPLES
 from engine_core.checks.world_index import WorldIndex, key_table
 from engine_core.context import Shard, balanced_shards
 
-ID_CLASS_BUDGET = 1 << 24  # arrival_ids held at once by EVENTS_ID_UNIQUE (x2 while sorting)
+# arrival_ids held at once by EVENTS_ID_UNIQUE (x2 while sorting; 64 MB of ids: a year of
+# the reference world peaked ≈ 200 MB higher at 128 MB, in the classes read beside the weekend
+# law, at no saving of CPU: docs/benchmarks.md)
+ID_CLASS_BUDGET = 1 << 23
 # Shards of the rules in one process: each holds at most about this many (series, bucket)
 # cells (4 bytes each for the event tally; 16 more per S3 row of the shard).
 CELLS_PER_RULE_SHARD = 64_000_000
