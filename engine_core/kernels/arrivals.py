@@ -266,10 +266,11 @@ def realise_groups(
 ):
     """Generate, order and write the events of each (merchant, bucket) group in one pass.
 
-    Same law and same bytes as generate_events + order_groups + assemble_events: the time
-    blocks of a group are drawn first (in row, then j order) to sort it by (ts_utc, row, j);
-    routing, clocks and every output column are then produced in sorted order straight into
-    the output arrays. A group's scratch stays in cache; nothing of chunk size is gathered.
+    Same law and same bytes as generate_events + order_groups + assemble_events: every
+    block of a group (time, coin, site or edge) is drawn first, in row, then j order, into
+    the group's scratch, and the group is sorted by (ts_utc, row, j); clocks and every
+    output column are then produced in sorted order straight into the output arrays. A
+    group's scratch stays in cache; nothing of chunk size is gathered.
     Null entries as in assemble_events (masks: o_virtual, ~o_virtual, o_settle_tz < 0).
     """
     mask = np.int64(MAX_GROUP_EVENTS - 1)
@@ -279,7 +280,7 @@ def realise_groups(
         m = 1
         for g in range(block_lo[blk], block_lo[blk + 1]):
             m = max(m, group_evt_lo[g + 1] - group_evt_lo[g])
-        scratch_i = np.empty((4, m + 1), dtype=np.int64)
+        scratch_i = np.empty((6, m + 1), dtype=np.int64)
         aid_l = np.empty(m, dtype=np.uint64)
         # per zone: the group whose bucket the cached offset covers, and that offset
         zone_group = np.full(n_zones, -1, dtype=np.int64)
@@ -287,40 +288,49 @@ def realise_groups(
         for g in range(block_lo[blk], block_lo[blk + 1]):
             lo = group_evt_lo[g]
             n = group_evt_lo[g + 1] - lo
-            # per event of the group, in draw order: the sort key (offset in the bucket,
-            # index) and (row in the group, j), both packed with GROUP_INDEX_BITS (a group
-            # has < 2^24 events); ts_utc is the bucket start plus the key's offset
+            # per event of the group, in draw order (row after row, j after j): the sort
+            # key (offset in the bucket, index; packed with GROUP_INDEX_BITS, a group has
+            # < 2^24 events), the series, and the routing (target, and zone·2 + virtual).
+            # Routing here rather than in sorted order: a row's series, keys and mode stay
+            # put while its arrivals' blocks are drawn, and the blocks of one arrival (time,
+            # coin, site or edge) share their counter. ts_utc is the bucket start plus the
+            # key's offset.
             keys = scratch_i[0, :n]
-            rj_l = scratch_i[1, :n]
+            s_l = scratch_i[1, :n]
+            tgt_l = scratch_i[4, :n]
+            zv_l = scratch_i[5, :n]
             row0 = group_row_lo[g]
             start_us = row_bucket[row0] * bucket_us
             end_us = start_us + bucket_us
+            ctr_hi = np.uint64(row_bucket[row0])  # one bucket per group
             i = 0
             for r in range(group_row_lo[g], group_row_lo[g + 1]):
                 s = row_series[r]
-                ctr_hi = np.uint64(row_bucket[r])
+                m_s = mode[s]
                 for j in range(row_count[r]):
-                    t0, t1 = philox_block(np.uint64(j), ctr_hi, key_time[s])
+                    ctr_lo = np.uint64(j)
+                    t0, t1 = philox_block(ctr_lo, ctr_hi, key_time[s])
                     ts = place_us(start_us, bucket_us, to_uniform(t0))
+                    virtual, tgt, zone = route_arrival(
+                        ctr_lo, ctr_hi, s, m_s, key_site, key_edge, key_hybrid, site_lo,
+                        site_n, edge_lo, edge_n, site_prob, site_alias, site_zone, edge_prob,
+                        edge_alias, edge_zone, p_hybrid)
                     aid_l[i] = t1
-                    rj_l[i] = ((r - row0) << GROUP_INDEX_BITS) | j
+                    s_l[i] = s
+                    tgt_l[i] = tgt
+                    zv_l[i] = (np.int64(zone) << 1) | np.int64(virtual)
                     keys[i] = ((ts - start_us) << GROUP_INDEX_BITS) | i
                     i += 1
             sort_group_keys(keys, scratch_i[2, : n + 1], scratch_i[3, :n], bucket_us)
             seq0 = group_seq0[g]
-            ctr_hi = np.uint64(row_bucket[row0])  # one bucket per group
             for k in range(n):
                 i = keys[k] & mask
                 e = lo + k
-                rj = rj_l[i]
-                r = row0 + (rj >> GROUP_INDEX_BITS)
-                s = row_series[r]
-                ctr_lo = np.uint64(rj & mask)
+                s = s_l[i]
+                tgt = tgt_l[i]
+                zone = zv_l[i] >> 1
+                virtual = (zv_l[i] & 1) == 1
                 ts = start_us + (keys[k] >> GROUP_INDEX_BITS)
-                virtual, tgt, zone = route_arrival(
-                    ctr_lo, ctr_hi, s, mode[s], key_site, key_edge, key_hybrid, site_lo,
-                    site_n, edge_lo, edge_n, site_prob, site_alias, site_zone, edge_prob,
-                    edge_alias, edge_zone, p_hybrid)
                 if virtual:
                     o_site[e] = 0
                     o_edge[e] = edge_id[tgt]
