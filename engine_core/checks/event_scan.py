@@ -352,40 +352,42 @@ def scan_rows(
 DUP_BITS = 10
 
 
-def duplicate_ids(ids, examples, n_chunks, scratch=None):
-    """Number of arrival_ids equal to an earlier one; up to len(examples) duplicated values.
+def duplicate_ids(ids, examples, n_chunks, scratch=None, bits=DUP_BITS):
+    """(number of arrival_ids equal to an earlier one, m): ``examples[:m]`` holds m distinct
+    duplicated values (one a bucket, m at most len(examples)).
     ``scratch`` (uint64, at least ``len(ids)``), when given, holds the scattered ids instead of
     a fresh array: a class after class loop then faults and zeroes its pages once.
 
-    The ids are scattered by their top DUP_BITS bits (they are hash outputs, so the buckets are
+    The ids are scattered by their top ``bits`` bits (they are hash outputs, so the buckets are
     even; a skewed input only costs time) in parallel chunks, then each bucket goes through a
     small open-addressing set of its own, in parallel: linear work, cache-sized tables. The
     scatter keeps each bucket's ids in input order whatever the chunking, so the result does
-    not depend on ``n_chunks`` or the threads."""
-    n_b = 1 << DUP_BITS
+    not depend on ``n_chunks`` or the threads (the examples chosen depend on ``bits``)."""
+    n_b = 1 << bits
+    shift = 64 - bits
     n = ids.shape[0]
     n_chunks = max(1, min(int(n_chunks), max(n, 1)))
     step = (n + n_chunks - 1) // n_chunks
     hist = np.zeros((n_chunks, n_b), dtype=np.int64)
-    parallel_for(_dup_hist, n_chunks, ids, step, hist, tasks=n_chunks)
+    parallel_for(_dup_hist, n_chunks, ids, step, hist, shift, tasks=n_chunks)
     start = np.zeros(n_b + 1, dtype=np.int64)
     np.cumsum(hist.sum(axis=0), out=start[1:])
     # chunk c's ids of bucket k go after those of chunks < c
     pos = start[:-1][None, :] + np.cumsum(hist, axis=0) - hist
     out = scratch[:n] if scratch is not None and scratch.size >= n else np.empty(n, np.uint64)
-    parallel_for(_dup_scatter, n_chunks, ids, step, pos, out, tasks=n_chunks)
+    parallel_for(_dup_scatter, n_chunks, ids, step, pos, out, shift, tasks=n_chunks)
     dups = np.zeros(n_b, dtype=np.int64)
     first = np.zeros(n_b, dtype=np.uint64)
     parallel_for(_dup_buckets, n_b, start, out, dups, first)
     hit = np.flatnonzero(dups)
     m = min(len(hit), examples.shape[0])
     examples[:m] = first[hit[:m]]
-    return int(dups.sum())
+    return int(dups.sum()), m
 
 
 @nb.njit(cache=True, nogil=True)
-def _dup_hist(c_lo, c_hi, ids, step, hist):
-    shift = np.uint64(64 - DUP_BITS)
+def _dup_hist(c_lo, c_hi, ids, step, hist, bucket_shift):
+    shift = np.uint64(bucket_shift)
     n = ids.shape[0]
     for c in range(c_lo, c_hi):
         for i in range(c * step, min(n, (c + 1) * step)):
@@ -393,8 +395,8 @@ def _dup_hist(c_lo, c_hi, ids, step, hist):
 
 
 @nb.njit(cache=True, nogil=True)
-def _dup_scatter(c_lo, c_hi, ids, step, pos, out):
-    shift = np.uint64(64 - DUP_BITS)
+def _dup_scatter(c_lo, c_hi, ids, step, pos, out, bucket_shift):
+    shift = np.uint64(bucket_shift)
     n = ids.shape[0]
     for c in range(c_lo, c_hi):
         for i in range(c * step, min(n, (c + 1) * step)):

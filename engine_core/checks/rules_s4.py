@@ -266,8 +266,8 @@ def class_duplicates(arr: np.ndarray, scratch: np.ndarray | None = None
     """The number of ids of one class equal to an earlier one, and a few of them
     (``scratch``: see :func:`duplicate_ids`)."""
     examples = np.zeros(MAX_EXAMPLES, dtype=np.uint64)
-    n_dup = int(duplicate_ids(arr, examples, 4 * numba.get_num_threads(), scratch))
-    return n_dup, [int(x) for x in examples[: min(n_dup, MAX_EXAMPLES)]]
+    n_dup, m = duplicate_ids(arr, examples, 4 * numba.get_num_threads(), scratch)
+    return n_dup, [int(x) for x in examples[:m]]
 
 
 class Batch:

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from engine_core.checks.event_scan import duplicate_ids
 from engine_core.checks.event_shards import (
     ID_MAX,
     RankedOffences,
@@ -128,3 +131,32 @@ def test_a_shard_judges_only_its_own_rows_of_a_shared_file(ctx, law, store_of):
     four = s4_rules(ctx, store, YEAR, shards=4)
     assert [r.to_dict() for r in one] == [r.to_dict() for r in four]
     assert only(four, "EVENTS_SEQ").figures["merchants"] == len(ctx.merchant_ids)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(0, 5000),
+    dups=st.integers(0, 50),
+    bits=st.integers(1, 14),
+    chunks=st.integers(1, 9),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_duplicate_ids_counts_repeats_for_any_bucketing(n, dups, bits, chunks, seed):
+    """The id classes' check counts every id equal to an earlier one, whatever the number of
+    buckets it scatters into and the chunks it works in; the examples it reports are distinct
+    duplicated ids (no unfilled slot, also when two repeated ids share a bucket). Ids
+    drawn from a small range repeat on their own; ``dups`` more are copied over others; 0
+    (the hash sets' empty mark) is among the values."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, max(1, n // 2), size=n, dtype=np.uint64) << np.uint64(40)
+    if n and dups:
+        ids[rng.integers(0, n, size=dups)] = ids[rng.integers(0, n, size=dups)]
+    ids.setflags(write=False)
+    examples = np.zeros(8, dtype=np.uint64)
+    found, m = duplicate_ids(ids, examples, chunks, None, bits)
+    assert found == n - len(np.unique(ids))
+    values, counts = np.unique(ids, return_counts=True)
+    repeated = set(values[counts > 1].tolist())
+    shown = examples[:m].tolist()
+    assert len(set(shown)) == len(shown) and set(shown) <= repeated
+    assert (m > 0) == (found > 0) and m <= min(found, len(examples))
