@@ -34,28 +34,26 @@ def uer(s: str) -> bytes:
     return struct.pack(">I", len(b)) + b
 
 
-def stream_key(family: str, namespace: str, seed: int, stream: str) -> int:
-    """The 64-bit Philox key of one stream."""
+def _family_prefix(family: str, namespace: str, seed: int) -> bytes:
+    """What every stream key of one family, namespace and seed hashes first."""
     if not 0 <= int(seed) <= _U64_MAX:
         raise ValueError(f"seed must be a u64, got {seed}")
-    h = hashlib.sha256(
-        uer(DOMAIN) + uer(family) + uer(namespace) + struct.pack("<Q", int(seed)) + uer(stream)
-    ).digest()
+    return uer(DOMAIN) + uer(family) + uer(namespace) + struct.pack("<Q", int(seed))
+
+
+def stream_key(family: str, namespace: str, seed: int, stream: str) -> int:
+    """The 64-bit Philox key of one stream."""
+    h = hashlib.sha256(_family_prefix(family, namespace, seed) + uer(stream)).digest()
     return int.from_bytes(h[0:8], "big")
 
 
 def stream_keys(family: str, namespace: str, seed: int, streams: Iterable[str]) -> np.ndarray:
     """Keys of many streams of one family, as uint64: :func:`stream_key` of each, with the
-    prefix they share (domain, family, namespace, seed) encoded once."""
-    if not 0 <= int(seed) <= _U64_MAX:
-        raise ValueError(f"seed must be a u64, got {seed}")
-    prefix = uer(DOMAIN) + uer(family) + uer(namespace) + struct.pack("<Q", int(seed))
+    prefix they share encoded once."""
+    prefix = _family_prefix(family, namespace, seed)
     sha256 = hashlib.sha256
-    keys = []
-    for s in streams:
-        b = s.encode("utf-8")
-        keys.append(sha256(prefix + len(b).to_bytes(4, "big") + b).digest()[:8])
-    return np.frombuffer(b"".join(keys), dtype=">u8").astype(np.uint64)
+    digests = b"".join(sha256(prefix + uer(s)).digest()[:8] for s in streams)
+    return np.frombuffer(digests, dtype=">u8").astype(np.uint64)
 
 
 def series_stream(merchant_id: int, country: str, tzid: str, channel: str) -> str:
