@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import sys
 from pathlib import Path
@@ -34,7 +33,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from floor import FloorChunks  # noqa: E402
-from run_args import add_partition_args, run_config  # noqa: E402
+from run_args import add_partition_args, process_cpu_s, run_config  # noqa: E402
 
 from engine_core.io.memory import chunk_heap  # noqa: E402
 from engine_core.pipeline import Run  # noqa: E402
@@ -43,11 +42,6 @@ from engine_core.pipeline.s4_events import FAMILIES, count_chunks, realise_chunk
 from engine_core.timebase import US_PER_S  # noqa: E402
 
 PARTS = ("kernel", "table", "encode")
-
-
-def cpu_s() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 def encode(tbl: pa.Table) -> int:
@@ -81,19 +75,19 @@ class Phases:
         self.floor = FloorChunks(run, year)
 
     def s4_table(self, chunk: pa.Table, seq_next: dict[int, int]) -> tuple[pa.Table, dict]:
-        c0 = cpu_s()
+        c0 = process_cpu_s()
         out = realise_chunk(self.run.ctx, chunk, self.keys, self.bucket_us, seq_next,
                             dict.fromkeys(FAMILIES, 0))
-        c1 = cpu_s()
+        c1 = process_cpu_s()
         tbl = events_table(out, self.run.ctx.arrays)
-        return tbl, {"kernel": c1 - c0, "table": cpu_s() - c1}
+        return tbl, {"kernel": c1 - c0, "table": process_cpu_s() - c1}
 
     def floor_table(self, chunk: pa.Table) -> tuple[pa.Table, dict]:
-        c0 = cpu_s()
+        c0 = process_cpu_s()
         k = self.floor.kernel(chunk)
-        c1 = cpu_s()
+        c1 = process_cpu_s()
         tbl = self.floor.table(k)
-        return tbl, {"kernel": c1 - c0, "table": cpu_s() - c1}
+        return tbl, {"kernel": c1 - c0, "table": process_cpu_s() - c1}
 
     def rep(self) -> dict[str, dict[str, float]]:
         """One pass over every chunk: CPU seconds by side and part, bytes and events."""
@@ -104,9 +98,9 @@ class Phases:
             for side in ("s4", "floor"):
                 tbl, t = (self.s4_table(chunk, seq_next) if side == "s4"
                           else self.floor_table(chunk))
-                c0 = cpu_s()
+                c0 = process_cpu_s()
                 t["bytes"] = encode(tbl)
-                t["encode"] = cpu_s() - c0
+                t["encode"] = process_cpu_s() - c0
                 t["events"] = tbl.num_rows
                 for key, v in t.items():
                     tot[side][key] += v
@@ -125,9 +119,9 @@ class Phases:
                 one = tbl.select([name])
                 best = float("inf")
                 for _ in range(col_reps):
-                    c0 = cpu_s()
+                    c0 = process_cpu_s()
                     size = encode(one)
-                    best = min(best, cpu_s() - c0)
+                    best = min(best, process_cpu_s() - c0)
                 row[f"{side}_cpu_s"] = best
                 row[f"{side}_bytes_per_event"] = size / tbl.num_rows
             out[name] = row

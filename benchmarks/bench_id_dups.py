@@ -14,18 +14,17 @@ year's classes hold up to 8 M ids (``ID_CLASS_BUDGET``).
 from __future__ import annotations
 
 import argparse
-import resource
+import sys
 import time
+from pathlib import Path
 
 import numba
 import numpy as np
 
 from engine_core.checks.event_scan import DUP_BITS, duplicate_ids
 
-
-def cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_args import process_cpu_s  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -53,9 +52,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         best_c = best_w = float("inf")
         found = 0
         for _ in range(args.reps):
-            c0, t0 = cpu(), time.perf_counter()
+            c0, t0 = process_cpu_s(), time.perf_counter()
             found, _ = duplicate_ids(ids, examples, chunks, scratch, bits)
-            best_c = min(best_c, cpu() - c0)
+            best_c = min(best_c, process_cpu_s() - c0)
             best_w = min(best_w, time.perf_counter() - t0)
         print(f"{bits:4d}  {1 << bits:7d}  {best_c:12.3f}  {best_w:13.3f}  {found:10d}")
         rows.append({"bits": bits, "cpu": best_c, "wall": best_w, "duplicates": found})

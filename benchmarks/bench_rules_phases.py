@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sys
 import threading
 import time
@@ -29,26 +28,21 @@ import engine_core.checks.rules_s4 as rules
 from engine_core.pipeline import Run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_args import add_partition_args, run_config  # noqa: E402
+from run_args import add_partition_args, process_cpu_s, run_config  # noqa: E402
 
 MODULE_PHASES = ("plan_s4_rules", "clock_reference", "id_classes", "merge_partials")
 SHARD_PHASES = ("run", "_scan", "_s3_cells", "_sample", "_rederive", "_conservation",
                 "_weekend_events")
 
 
-def cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
 def timed(name: str, f: Callable, acc: dict[str, list[float]]) -> Callable:
     def wrapper(*a, **k):
-        c0, t0 = cpu(), time.perf_counter()
+        c0, t0 = process_cpu_s(), time.perf_counter()
         try:
             return f(*a, **k)
         finally:
             x = acc.setdefault(name, [0.0, 0.0, 0])
-            x[0] += cpu() - c0
+            x[0] += process_cpu_s() - c0
             x[1] += time.perf_counter() - t0
             x[2] += 1
 
@@ -116,9 +110,9 @@ def main(argv: list[str] | None = None) -> dict:
         setattr(rules.EventChecks, name, timed(name, f, acc))
     try:
         with ThreadCpu(args.every) as threads:
-            c0, t0 = cpu(), time.perf_counter()
+            c0, t0 = process_cpu_s(), time.perf_counter()
             results = rules.s4_rules(run.ctx, run.store, year)
-            c1, t1 = cpu(), time.perf_counter()
+            c1, t1 = process_cpu_s(), time.perf_counter()
     finally:  # the module as it was (the script is also called in-process)
         for name, f in saved.items():
             setattr(rules, name, f)

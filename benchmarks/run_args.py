@@ -1,10 +1,12 @@
-"""The partition a benchmark measures: its command-line options and its run configuration,
-the same in every script that opens a run."""
+"""What the benchmarks share: the partition a benchmark measures (its command-line options
+and its run configuration, the same in every script that opens a run) and the process CPU
+they time parts by."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import resource
 
 from engine_core.pipeline import RunConfig
 
@@ -28,3 +30,9 @@ def run_config(args: argparse.Namespace, storage_root: str, **extra) -> RunConfi
     """The run of the partition ``args`` names, stored under ``storage_root``."""
     return RunConfig(world=args.world, scenario=args.scenario, start=utc(args.start),
                      end=utc(args.end), storage_root=storage_root, seed=args.seed, **extra)
+
+
+def process_cpu_s() -> float:
+    """User + system CPU seconds of every thread of this process so far (``getrusage``)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
